@@ -1,0 +1,26 @@
+# Two commands for a fresh machine: `make dev` (install + run everything) and `make test` (install + run the suite).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: install dev test lint bench clean
+
+$(BIN)/linkrift: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --upgrade --quiet pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(BIN)/linkrift
+
+install: $(BIN)/linkrift
+
+dev: install
+	$(BIN)/linkrift dev
+
+test: install
+	$(BIN)/pytest -q
+
+lint: install
+	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) .linkrift

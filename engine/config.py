@@ -1,0 +1,149 @@
+"""LinkRift settings: the one place every process reads its configuration from.
+
+Standard service URLs keep their conventional names (DATABASE_URL, REDIS_URL, KAFKA_BROKER,
+CLICKHOUSE_URL, GEOIP_DB, SMTP_URL); everything else is LINKRIFT_*.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class SettingsError(ValueError):
+    """A configuration value is invalid; the message names the environment variable."""
+
+
+def _env(name: str) -> AliasChoices:
+    return AliasChoices(name, name.lower())
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LINKRIFT_", extra="ignore", populate_by_name=True)
+
+    database_url: str = Field(
+        "postgresql://postgres@127.0.0.1:5432/linkrift", validation_alias=_env("DATABASE_URL")
+    )
+    redis_url: str = Field("redis://127.0.0.1:6379/0", validation_alias=_env("REDIS_URL"))
+    kafka_broker: str = Field("kafka://127.0.0.1:9092", validation_alias=_env("KAFKA_BROKER"))
+    clickhouse_url: str = Field("chdb:///./.linkrift/clickhouse", validation_alias=_env("CLICKHOUSE_URL"))
+    geoip_db: str | None = Field(None, validation_alias=_env("GEOIP_DB"))
+    smtp_url: str | None = Field(None, validation_alias=_env("SMTP_URL"))
+
+    env: Literal["dev", "test", "production"] = "dev"
+    data_dir: Path = Path(".linkrift")
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=1, le=65535)
+    base_url: str | None = None
+    default_domain: str = "localhost:8080"
+    secret_key: str = "dev-insecure-change-me"
+    # Prefix for Kafka topics, the Faust app id and Redis keys, so tests and tenants of one
+    # cluster never collide.
+    namespace: str = Field("linkrift", pattern=r"^[a-zA-Z0-9_.-]{1,64}$")
+    topic_partitions: int = Field(8, ge=1, le=1024)
+    # Faust worker web server (also serves the chDB analytics proxy in embedded mode).
+    worker_host: str = "127.0.0.1"
+    worker_port: int = Field(6066, ge=1, le=65535)
+    worker_url: str | None = None
+    internal_token: str = "dev-internal-token"
+    store_ip: bool = True
+    pg_clicks_retention_days: int = Field(400, ge=1)
+    link_cache_ttl: int = Field(300, ge=1)
+    lru_ttl_seconds: float = Field(5.0, ge=0)
+    sink_batch_size: int = Field(1000, ge=1)
+    sink_batch_seconds: float = Field(0.5, gt=0)
+    log_level: str = "INFO"
+    log_format: Literal["json", "kv"] = "kv"
+
+    @field_validator("database_url")
+    @classmethod
+    def _pg_url(cls, v: str) -> str:
+        if urlsplit(v).scheme not in ("postgres", "postgresql"):
+            raise ValueError("must be a postgresql:// URL")
+        return v
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, v: str) -> str:
+        if urlsplit(v).scheme not in ("redis", "rediss", "unix"):
+            raise ValueError("must be a redis:// URL")
+        return v
+
+    @field_validator("kafka_broker")
+    @classmethod
+    def _kafka_url(cls, v: str) -> str:
+        hosts = v.split("://", 1)[-1]
+        if not hosts or any(":" not in h for h in hosts.split(",")):
+            raise ValueError("must be host:port[,host:port] optionally prefixed by kafka://")
+        return v if "://" in v else f"kafka://{v}"
+
+    @field_validator("clickhouse_url")
+    @classmethod
+    def _ch_url(cls, v: str) -> str:
+        if urlsplit(v).scheme not in ("chdb", "http", "https", "clickhouse"):
+            raise ValueError("must be chdb:///path or http(s)://host:port")
+        return v
+
+    @property
+    def kafka_bootstrap(self) -> str:
+        """Broker list without the kafka:// scheme, as aiokafka expects it."""
+        return self.kafka_broker.split("://", 1)[-1]
+
+    @property
+    def clickhouse_embedded(self) -> bool:
+        return self.clickhouse_url.startswith("chdb://")
+
+    @property
+    def chdb_path(self) -> Path:
+        # chdb:///abs/path is absolute; chdb:///./rel (as in the docs) is relative to the cwd.
+        raw = self.clickhouse_url.removeprefix("chdb://")
+        if raw.startswith("/./"):
+            raw = raw[1:]
+        return Path(raw).resolve()
+
+    @property
+    def public_base_url(self) -> str:
+        return self.base_url or f"http://{self.default_domain}"
+
+    @property
+    def internal_worker_url(self) -> str:
+        return self.worker_url or f"http://{self.worker_host}:{self.worker_port}"
+
+
+_ENV_NAMES = {
+    "database_url": "DATABASE_URL",
+    "redis_url": "REDIS_URL",
+    "kafka_broker": "KAFKA_BROKER",
+    "clickhouse_url": "CLICKHOUSE_URL",
+    "geoip_db": "GEOIP_DB",
+    "smtp_url": "SMTP_URL",
+}
+
+
+def env_name(field: str) -> str:
+    """The environment variable that sets a settings field (field name or alias)."""
+    if field.upper() in _ENV_NAMES.values():
+        return field.upper()
+    return _ENV_NAMES.get(field, f"LINKRIFT_{field.upper()}")
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings from the environment; raise SettingsError naming the bad variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = str(err["loc"][0]) if err["loc"] else "?"
+        raise SettingsError(f"{env_name(field)}: {err['msg']} (got {err.get('input')!r})") from None
+
+
+@functools.cache
+def get_settings() -> Settings:
+    return load_settings()

@@ -1,0 +1,100 @@
+"""Names shared across processes: Kafka topics, Faust tables, Redis keys, ClickHouse tables.
+
+Every topic, table and key format lives here and nowhere else. All names carry the settings'
+namespace so that tests (and several deployments on one cluster) never collide.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Topics:
+    namespace: str
+
+    @property
+    def clicks_raw(self) -> str:
+        return f"{self.namespace}.clicks.raw"
+
+    @property
+    def clicks_enriched(self) -> str:
+        return f"{self.namespace}.clicks.enriched"
+
+    @property
+    def links_changes(self) -> str:
+        return f"{self.namespace}.links.changes"
+
+    @property
+    def billing_events(self) -> str:
+        return f"{self.namespace}.billing.events"
+
+    @property
+    def webhooks_deliveries(self) -> str:
+        return f"{self.namespace}.webhooks.deliveries"
+
+    @property
+    def webhooks_retry(self) -> str:
+        return f"{self.namespace}.webhooks.retry"
+
+    @property
+    def webhooks_dead(self) -> str:
+        return f"{self.namespace}.webhooks.dead"
+
+
+@dataclass(frozen=True)
+class RedisKeys:
+    """Redis key formats from the schema spec, prefixed by namespace."""
+
+    namespace: str
+
+    def _k(self, suffix: str) -> str:
+        return f"{self.namespace}:{suffix}"
+
+    def link(self, short_code: str, domain: str = "") -> str:
+        # Codes are unique per domain, so the domain is part of the key (spec: link:{short_code}).
+        return self._k(f"link:{domain}/{short_code}" if domain else f"link:{short_code}")
+
+    def link_rules(self, short_code: str, domain: str = "") -> str:
+        return self._k(f"link:rules:{domain}/{short_code}" if domain else f"link:rules:{short_code}")
+
+    def link_admitted(self, link_id: str) -> str:
+        """Atomic admission counter for links with max_clicks."""
+        return self._k(f"link:admitted:{link_id}")
+
+    def realtime_link(self, link_id: str) -> str:
+        return self._k(f"clicks:realtime:{link_id}")
+
+    def realtime_unique(self, link_id: str) -> str:
+        return self._k(f"clicks:realtime:unique:{link_id}")
+
+    def realtime_workspace(self, workspace_id: str) -> str:
+        return self._k(f"clicks:realtime:total:{workspace_id}")
+
+    def session(self, refresh_token_hash: str) -> str:
+        return self._k(f"session:{refresh_token_hash}")
+
+    def user_sessions(self, user_id: str) -> str:
+        return self._k(f"user:sessions:{user_id}")
+
+    def rate_ip(self, ip: str, endpoint: str) -> str:
+        return self._k(f"rate:{ip}:{endpoint}")
+
+    def rate_api(self, key_prefix: str) -> str:
+        return self._k(f"rate:api:{key_prefix}")
+
+    @property
+    def link_invalidations(self) -> str:
+        """Pub/sub channel announcing link cache invalidations to every api replica."""
+        return self._k("links:invalidate")
+
+    @property
+    def click_stream(self) -> str:
+        """Pub/sub channel carrying enriched clicks to live (SSE) consumers."""
+        return self._k("clicks:live")
+
+
+REALTIME_TTL_SECONDS = 86400
+
+CH_CLICKS = "clicks_analytics"
+CH_DAILY = "click_aggregates_daily"
