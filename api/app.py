@@ -1,0 +1,88 @@
+"""The aiohttp application: management API, health, metrics and the redirect catch-all."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+import orjson
+import redis.asyncio as redis
+from aiohttp import web
+
+from api import health, links, redirect
+from api.analytics_client import create_analytics_client
+from api.clicks import ClickEmitter
+from api.errors import error_middleware
+from api.state import (
+    ANALYTICS, DOMAINS, EMITTER, KEYS, PG, REDIS, RESOLVER, SETTINGS, TOPICS, VISITORS,
+)
+from engine.clicks.geo import GeoResolver
+from engine.clicks.visitor import VisitorIdFactory
+from engine.config import Settings
+from engine.db.pool import create_pool
+from engine.links.cache import LinkResolver, TTLCache
+from engine.naming import RedisKeys, Topics
+
+log = logging.getLogger(__name__)
+
+
+async def _listen_invalidations(app: web.Application) -> None:
+    """Drop LRU entries as soon as any process announces a link change (all replicas)."""
+    while True:
+        try:
+            pubsub = app[REDIS].pubsub()
+            await pubsub.subscribe(app[KEYS].link_invalidations)
+            async for message in pubsub.listen():
+                if message.get("type") != "message":
+                    continue
+                data = orjson.loads(message["data"])
+                app[RESOLVER].invalidate(data.get("short_code", ""), data.get("domain_id", ""))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            # Redis went away: the LRU's short TTL bounds staleness until we resubscribe.
+            log.warning("invalidation listener error=%s", exc)
+            app[RESOLVER].lru.clear()
+            await asyncio.sleep(1.0)
+
+
+async def _services(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    app[PG] = await create_pool(settings.database_url, min_size=1, max_size=20)
+    app[REDIS] = redis.Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
+    app[KEYS] = RedisKeys(settings.namespace)
+    app[TOPICS] = Topics(settings.namespace)
+    app[RESOLVER] = LinkResolver(
+        app[PG], app[REDIS], app[KEYS], redis_ttl=settings.link_cache_ttl, lru_ttl=settings.lru_ttl_seconds
+    )
+    app[DOMAINS] = TTLCache(10_000, 30.0)
+    app[VISITORS] = VisitorIdFactory(settings.secret_key)
+    app[redirect.GEO] = GeoResolver.from_settings(settings)
+    app[ANALYTICS] = create_analytics_client(settings)
+    emitter = ClickEmitter(
+        settings.kafka_bootstrap, app[TOPICS].clicks_raw, settings.data_dir.resolve() / "spool" / "clicks.jsonl"
+    )
+    app[EMITTER] = emitter
+    await emitter.start()
+    listener = asyncio.create_task(_listen_invalidations(app))
+    yield
+    listener.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await listener
+    await emitter.stop()
+    await app[ANALYTICS].close()
+    await app[REDIS].aclose()
+    await app[PG].close()
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = web.Application(middlewares=[error_middleware], client_max_size=2 * 1024 * 1024)
+    app[SETTINGS] = settings
+    app.cleanup_ctx.append(_services)
+    app.add_routes(health.routes)
+    app.add_routes(links.routes)
+    # The redirect catch-all goes last so /api, /healthz and /metrics win.
+    app.add_routes(redirect.routes)
+    return app

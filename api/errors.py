@@ -1,0 +1,42 @@
+"""One middleware turns every failure into the JSON error shape {"error": {code, message, field}}."""
+
+from __future__ import annotations
+
+import logging
+
+import orjson
+from aiohttp import web
+
+from engine.errors import LinkRiftError, RateLimited
+
+log = logging.getLogger(__name__)
+
+
+def json_response(data: object, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(
+        body=orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS),
+        status=status,
+        content_type="application/json",
+        headers=headers,
+    )
+
+
+def error_response(status: int, code: str, message: str, field: str | None = None) -> web.Response:
+    return json_response({"error": {"code": code, "message": message, "field": field}}, status)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except LinkRiftError as exc:
+        headers = {"Retry-After": str(max(1, int(exc.retry_after + 0.999)))} if isinstance(exc, RateLimited) else None
+        return json_response(exc.to_dict(), exc.status, headers)
+    except web.HTTPException as exc:
+        if exc.status < 400 or not request.path.startswith("/api/"):
+            raise
+        code = exc.reason.lower().replace(" ", "_")
+        return error_response(exc.status, code, exc.reason)
+    except Exception:
+        log.exception("unhandled error path=%s", request.path)
+        return error_response(500, "internal_error", "internal error")

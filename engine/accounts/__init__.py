@@ -1,0 +1,1 @@
+"""Users, workspaces, members and API keys."""

@@ -1,0 +1,1 @@
+"""Analytics reads: ClickHouse history plus live counters."""

@@ -1,0 +1,1 @@
+"""What happens to a click: the raw event the redirect emits and its enrichment."""

@@ -1,0 +1,70 @@
+"""Exactly-once per-link click counting over an at-least-once stream.
+
+The worker keeps one LinkStats per link in a changelog-backed table. Each stats value records the
+source offset of the last click applied to it; because a link's clicks always arrive on one
+partition in offset order, a replayed click (offset <= stats.offset) is recognised and not
+counted again. The stats and its offset change in one table write, so they cannot diverge.
+Unique visitors are remembered with the offset of their first click, which makes `is_unique`
+stable under replay too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(slots=True)
+class LinkStats:
+    total: int = 0
+    unique: int = 0
+    humans: int = 0
+    bots: int = 0
+    previews: int = 0
+    variants: dict[str, int] = field(default_factory=dict)
+    offset: int = -1
+    exhausted_emitted: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> LinkStats:
+        if not data:
+            return cls()
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+
+
+@dataclass(frozen=True, slots=True)
+class CountResult:
+    stats: LinkStats
+    is_unique: bool
+    applied: bool  # False when this offset was already counted (a replay)
+
+
+def apply_click(
+    stats: LinkStats,
+    offset: int,
+    *,
+    first_seen_offset: int | None,
+    is_bot: bool,
+    is_preview: bool,
+    variant: str = "",
+) -> CountResult:
+    """Count one click at `offset`; idempotent for offsets already applied."""
+    is_unique = first_seen_offset is None or first_seen_offset == offset
+    if offset <= stats.offset:
+        return CountResult(stats, is_unique, applied=False)
+    new = LinkStats(
+        total=stats.total + 1,
+        unique=stats.unique + (1 if is_unique else 0),
+        humans=stats.humans + (0 if is_bot or is_preview else 1),
+        bots=stats.bots + (1 if is_bot and not is_preview else 0),
+        previews=stats.previews + (1 if is_preview else 0),
+        variants=dict(stats.variants),
+        offset=offset,
+        exhausted_emitted=stats.exhausted_emitted,
+    )
+    if variant:
+        new.variants[variant] = new.variants.get(variant, 0) + 1
+    return CountResult(new, is_unique, applied=True)

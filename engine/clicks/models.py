@@ -1,0 +1,101 @@
+"""Click events: the raw click the redirect front end emits and the enriched click the worker sinks.
+
+Both are plain dataclasses serialised with orjson, so api and streams share one wire format
+(topic `clicks.raw`, key = link id) without depending on Faust records in the core.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Literal
+
+import orjson
+
+ClickKind = Literal["redirect", "qr", "bio"]
+
+
+@dataclass(slots=True)
+class RawClick:
+    """What the redirect knows at the moment it answers. Produced without waiting."""
+
+    event_id: str  # uuid4 hex chosen at the redirect; the identity of this click everywhere
+    ts: float  # unix seconds (UTC) when the redirect answered
+    link_id: str
+    workspace_id: str
+    domain: str
+    short_code: str
+    destination: str
+    rule_id: str = ""
+    variant: str = ""
+    kind: ClickKind = "redirect"
+    method: str = "GET"
+    ip: str = ""
+    user_agent: str = ""
+    referer: str = ""
+    accept_language: str = ""
+    visitor_id: str = ""
+    utm: dict[str, str] = field(default_factory=dict)
+    qr_code_id: str = ""
+    bio_link_id: str = ""
+
+    def dumps(self) -> bytes:
+        return orjson.dumps(asdict(self))
+
+    @classmethod
+    def loads(cls, data: bytes | str | dict[str, Any]) -> RawClick:
+        obj = data if isinstance(data, dict) else orjson.loads(data)
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in obj.items() if k in known})
+
+
+@dataclass(slots=True)
+class EnrichedClick:
+    """A raw click plus everything the worker derives; one row of ClickHouse clicks_analytics."""
+
+    event_id: str
+    ts: float
+    link_id: str
+    workspace_id: str
+    domain: str
+    short_code: str
+    destination: str
+    rule_id: str
+    variant: str
+    kind: str
+    method: str
+    ip: str
+    user_agent: str
+    referer: str
+    referer_domain: str
+    language: str
+    visitor_id: str
+    is_unique: bool
+    is_bot: bool
+    is_preview: bool
+    country_code: str = ""
+    region: str = ""
+    city: str = ""
+    device_type: str = ""
+    browser: str = ""
+    browser_version: str = ""
+    os: str = ""
+    os_version: str = ""
+    utm_source: str = ""
+    utm_medium: str = ""
+    utm_campaign: str = ""
+    utm_term: str = ""
+    utm_content: str = ""
+    qr_code_id: str = ""
+    bio_link_id: str = ""
+
+    def dumps(self) -> bytes:
+        return orjson.dumps(asdict(self))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def loads(cls, data: bytes | str | dict[str, Any]) -> EnrichedClick:
+        obj = data if isinstance(data, dict) else orjson.loads(data)
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in obj.items() if k in known})

@@ -1,0 +1,60 @@
+"""Plain data for the redirect rule evaluator: stored rules, the request facts and the decision."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Final, Literal
+
+RuleType = Literal["device", "geo", "time", "referrer", "language", "ab_test"]
+RULE_TYPES: Final[tuple[RuleType, ...]] = ("device", "geo", "time", "referrer", "language", "ab_test")
+DEVICE_TYPES: Final[frozenset[str]] = frozenset({"desktop", "mobile", "tablet"})
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """One `link_rules` row. Higher `priority` is evaluated first; ties go to the smaller id."""
+
+    id: str
+    rule_type: str
+    priority: int
+    conditions: Mapping[str, Any]
+    destination_url: str
+    weight: int | None = None
+    is_active: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class RequestContext:
+    """What the redirect knows about one request; empty strings mean "unknown"."""
+
+    now: datetime  # aware, UTC
+    visitor_id: str = ""
+    device_type: str = ""
+    os: str = ""
+    browser: str = ""
+    country: str = ""
+    region: str = ""
+    city: str = ""
+    referer: str = ""
+    accept_language: str = ""
+    ab_assigned: Mapping[str, str] = field(default_factory=dict)  # rule id -> variant id (cookie)
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """Where to send the visitor and why; `rule_id` is empty when the link's own URL won."""
+
+    destination: str
+    rule_id: str = ""
+    variant: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Variant:
+    """One arm of an A/B test."""
+
+    id: str
+    url: str
+    weight: int

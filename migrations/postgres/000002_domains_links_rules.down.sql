@@ -1,0 +1,3 @@
+DROP TABLE IF EXISTS link_rules;
+DROP TABLE IF EXISTS links;
+DROP TABLE IF EXISTS domains;

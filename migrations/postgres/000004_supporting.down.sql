@@ -1,0 +1,8 @@
+DROP TABLE IF EXISTS audit_logs;
+DROP TABLE IF EXISTS subscriptions;
+DROP TABLE IF EXISTS webhooks;
+DROP TABLE IF EXISTS api_keys;
+DROP TABLE IF EXISTS bio_page_links;
+DROP TABLE IF EXISTS bio_pages;
+DROP TABLE IF EXISTS bio_page_themes;
+DROP TABLE IF EXISTS qr_codes;

@@ -1,0 +1,3 @@
+DROP TABLE IF EXISTS billing_events_processed;
+DROP TABLE IF EXISTS webhook_deliveries;
+DROP TABLE IF EXISTS outbox;

@@ -1,0 +1,46 @@
+"""Relay the PostgreSQL transactional outbox to Kafka, in order, at least once.
+
+Whoever changes a link writes an outbox row in the same transaction; this timer publishes
+unpublished rows and marks them. `FOR UPDATE SKIP LOCKED` lets several workers share the work.
+Consumers are idempotent on (event, link_id, at), so a re-sent row after a crash is harmless.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import faust
+import orjson
+
+from streams.resources import WorkerResources
+
+log = logging.getLogger(__name__)
+BATCH = 500
+
+
+def register(app: faust.App, res: WorkerResources) -> None:
+    @app.timer(0.2, name="outbox_relay")
+    async def relay_outbox() -> None:
+        await res.ensure_started()
+        async with res.pg.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(
+                """SELECT id, topic, key, payload FROM outbox WHERE published_at IS NULL
+                   ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED""",
+                BATCH,
+            )
+            if not rows:
+                return
+            futures = [
+                await app.producer.send(
+                    row["topic"],
+                    key=(row["key"] or "").encode() or None,
+                    value=orjson.dumps(row["payload"]),
+                )
+                for row in rows
+            ]
+            await app.producer.flush()
+            for fut in futures:
+                await fut
+            await conn.execute(
+                "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])", [r["id"] for r in rows]
+            )

@@ -1,0 +1,49 @@
+"""Mirror live counters to Redis and publish enriched clicks to the live stream.
+
+Counters are written as absolute values taken from the worker's tables (SET, not INCR), so a
+replayed batch rewrites the same numbers instead of counting twice. The workspace total is a hash
+with one field per source partition (each partition owns its share), summed by readers; the spec's
+single `count` value could not be kept exact under replays with more than one worker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import orjson
+import redis.asyncio as redis
+
+from engine.clicks.counting import LinkStats
+from engine.clicks.models import EnrichedClick
+from engine.naming import REALTIME_TTL_SECONDS, RedisKeys
+
+
+class RealtimeMirror:
+    def __init__(self, client: redis.Redis, keys: RedisKeys) -> None:
+        self.redis = client
+        self.keys = keys
+
+    async def write(
+        self,
+        link_stats: dict[str, LinkStats],
+        workspace_parts: dict[tuple[str, int], int],
+        clicks: Iterable[EnrichedClick],
+    ) -> None:
+        pipe = self.redis.pipeline(transaction=False)
+        for link_id, stats in link_stats.items():
+            pipe.set(self.keys.realtime_link(link_id), stats.total, ex=REALTIME_TTL_SECONDS)
+            pipe.set(self.keys.realtime_unique(link_id), stats.unique, ex=REALTIME_TTL_SECONDS)
+        for (workspace_id, partition), count in workspace_parts.items():
+            key = self.keys.realtime_workspace(workspace_id)
+            pipe.hset(key, str(partition), count)
+            pipe.expire(key, REALTIME_TTL_SECONDS)
+        for click in clicks:
+            pipe.publish(self.keys.click_stream, orjson.dumps(_public(click)))
+        await pipe.execute()
+
+
+def _public(click: EnrichedClick) -> dict[str, object]:
+    """What live consumers may see: no IP, no raw user agent."""
+    data = click.to_dict()
+    data.pop("ip", None)
+    return data
