@@ -30,22 +30,27 @@ log = logging.getLogger(__name__)
 
 async def _listen_invalidations(app: web.Application) -> None:
     """Drop LRU entries as soon as any process announces a link change (all replicas)."""
-    while True:
-        try:
-            pubsub = app[REDIS].pubsub()
-            await pubsub.subscribe(app[KEYS].link_invalidations)
-            async for message in pubsub.listen():
-                if message.get("type") != "message":
-                    continue
-                data = orjson.loads(message["data"])
-                app[RESOLVER].invalidate(data.get("short_code", ""), data.get("domain_id", ""))
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            # Redis went away: the LRU's short TTL bounds staleness until we resubscribe.
-            log.warning("invalidation listener error=%s", exc)
-            app[RESOLVER].lru.clear()
-            await asyncio.sleep(1.0)
+    # A dedicated connection without the request socket timeout: pub/sub sits idle for long.
+    client = redis.Redis.from_url(app[SETTINGS].redis_url, socket_connect_timeout=2, health_check_interval=15)
+    try:
+        while True:
+            try:
+                pubsub = client.pubsub()
+                await pubsub.subscribe(app[KEYS].link_invalidations)
+                async for message in pubsub.listen():
+                    if message.get("type") != "message":
+                        continue
+                    data = orjson.loads(message["data"])
+                    app[RESOLVER].invalidate(data.get("short_code", ""), data.get("domain_id", ""))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                # Redis went away: the LRU's short TTL bounds staleness until we resubscribe.
+                log.warning("invalidation listener error=%s", exc)
+                app[RESOLVER].lru.clear()
+                await asyncio.sleep(1.0)
+    finally:
+        await client.aclose()
 
 
 async def _services(app: web.Application) -> AsyncIterator[None]:
@@ -62,7 +67,8 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     app[redirect.GEO] = GeoResolver.from_settings(settings)
     app[ANALYTICS] = create_analytics_client(settings)
     emitter = ClickEmitter(
-        settings.kafka_bootstrap, app[TOPICS].clicks_raw, settings.data_dir.resolve() / "spool" / "clicks.jsonl"
+        settings.kafka_bootstrap, app[TOPICS].clicks_raw, settings.data_dir.resolve() / "spool" / "clicks.jsonl",
+        idempotence=settings.kafka_idempotence,
     )
     app[EMITTER] = emitter
     await emitter.start()

@@ -59,8 +59,9 @@ class ClickSpool:
 
 
 class ClickEmitter:
-    def __init__(self, bootstrap: str, topic: str, spool_path: Path) -> None:
+    def __init__(self, bootstrap: str, topic: str, spool_path: Path, *, idempotence: bool = False) -> None:
         self.bootstrap = bootstrap
+        self.idempotence = idempotence
         self.topic = topic
         self.spool = ClickSpool(spool_path)
         self.queue: asyncio.Queue[RawClick] = asyncio.Queue()
@@ -81,7 +82,7 @@ class ClickEmitter:
             producer = AIOKafkaProducer(
                 bootstrap_servers=self.bootstrap,
                 acks="all",
-                enable_idempotence=True,
+                enable_idempotence=self.idempotence,
                 linger_ms=2,
                 request_timeout_ms=5000,
             )

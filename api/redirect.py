@@ -113,8 +113,7 @@ async def _admit(request: web.Request, link: CachedLink) -> bool:
     return int(admitted) <= link.max_clicks
 
 
-@routes.route("GET", "/{code}")
-@routes.route("HEAD", "/{code}")
+@routes.get("/{code:[^/]+/?}")  # GET also answers HEAD; one trailing slash is tolerated
 async def redirect(request: web.Request) -> web.StreamResponse:
     started = time.perf_counter()
     outcome = "redirect"

@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     # cluster never collide.
     namespace: str = Field("linkrift", pattern=r"^[a-zA-Z0-9_.-]{1,64}$")
     topic_partitions: int = Field(8, ge=1, le=1024)
+    # Idempotent producers need InitProducerId, which Apache Kafka/Redpanda support and the
+    # embedded tansu broker does not; the worker drops duplicate click ids either way.
+    kafka_idempotence: bool = False
     # Faust worker web server (also serves the chDB analytics proxy in embedded mode).
     worker_host: str = "127.0.0.1"
     worker_port: int = Field(6066, ge=1, le=65535)

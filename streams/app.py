@@ -44,7 +44,7 @@ def create_app(settings: Settings) -> tuple[faust.App, WorkerResources]:
     web.register(app, res)
 
     @app.on_partitions_revoked.connect
-    async def _on_revoked(sender: object, **kwargs: object) -> None:
+    async def _on_revoked(sender: object, *args: object, **kwargs: object) -> None:
         # Another worker may write these partitions next; re-read ClickHouse when they return.
         if res.started:
             res.ch_sink.forget_partitions()

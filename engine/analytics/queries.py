@@ -73,7 +73,7 @@ def link_timeseries(client: Client, params: dict[str, Any]) -> dict[str, Any]:
         "AND clicked_at >= {start:DateTime64(3)} AND clicked_at < {end:DateTime64(3)}"
     )
     totals = client.query(
-        f"""SELECT count(), uniqExactIf(visitor_id, is_bot = 0 AND is_preview = 0),
+        f"""SELECT count(), uniqExact(visitor_id), uniqExactIf(visitor_id, is_bot = 0 AND is_preview = 0),
                    countIf(is_bot = 0 AND is_preview = 0), countIf(is_bot = 1), countIf(is_preview = 1)
             FROM {CH_CLICKS} WHERE {where}""",
         parameters=query_params,
@@ -91,9 +91,10 @@ def link_timeseries(client: Client, params: dict[str, Any]) -> dict[str, Any]:
         "tz": w["tz"],
         "clicks": int(totals[0]),
         "unique_visitors": int(totals[1]),
-        "human_clicks": int(totals[2]),
-        "bot_clicks": int(totals[3]),
-        "preview_clicks": int(totals[4]),
+        "human_unique_visitors": int(totals[2]),
+        "human_clicks": int(totals[3]),
+        "bot_clicks": int(totals[4]),
+        "preview_clicks": int(totals[5]),
         key: [
             {"t": (t.date().isoformat() if w["interval"] == "day" else t.isoformat()), "clicks": int(c), "unique": int(u)}
             for t, c, u in series

@@ -54,10 +54,11 @@ def _crawler_detect() -> CrawlerDetect:
 
 
 @functools.lru_cache(maxsize=BOT_CACHE_SIZE)
-def _classify_agent(ua: str) -> tuple[bool, bool]:
+def _classify_agent(ua: str, is_spider: bool) -> tuple[bool, bool]:
     if _PREVIEW_AGENTS.search(ua):
         return False, True
-    return bool(_crawler_detect().is_crawler(ua)), False
+    # A declared spider needs no crawlerdetect pass (~0.3 ms per new UA).
+    return is_spider or bool(_crawler_detect().is_crawler(ua)), False
 
 
 def classify(ua: str, method: str, is_spider: bool) -> tuple[bool, bool]:
@@ -70,5 +71,4 @@ def classify(ua: str, method: str, is_spider: bool) -> tuple[bool, bool]:
     ua = ua.strip()
     if not ua:
         return True, False
-    is_bot, is_preview = _classify_agent(ua)
-    return (is_bot or (is_spider and not is_preview)), is_preview
+    return _classify_agent(ua, is_spider)

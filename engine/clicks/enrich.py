@@ -25,7 +25,7 @@ class ClickEnricher:
     output. A raw click without a visitor id gets one from `visitor_ids` when given.
     """
 
-    def __init__(self, geo: GeoResolver, store_ip: bool, visitor_ids: VisitorIdFactory | None = None):
+    def __init__(self, geo: GeoResolver, store_ip: bool, visitor_ids: VisitorIdFactory | None = None) -> None:
         self.geo = geo
         self.store_ip = store_ip
         self.visitor_ids = visitor_ids

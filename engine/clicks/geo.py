@@ -82,7 +82,9 @@ class GeoResolver:
     gives a resolver that answers EMPTY_GEO, so a bad GEOIP_DB never breaks click processing.
     """
 
-    def __init__(self, path: str | os.PathLike[str] | None = None, *, cache_size: int = GEO_CACHE_SIZE):
+    def __init__(
+        self, path: str | os.PathLike[str] | None = None, *, cache_size: int = GEO_CACHE_SIZE
+    ) -> None:
         db_path = os.fspath(path) if path is not None else bundled_database()
         self.database_path: str | None = None
         self._reader: Any = None

@@ -146,23 +146,12 @@ def _time_zones() -> frozenset[str]:
 
 def _device(conditions: Mapping[str, Any]) -> dict[str, Any]:
     _keys(conditions, required=("device_types", "os", "browsers"))
-    out: dict[str, Any] = {}
-    if "device_types" in conditions:
-        out["device_types"] = _strings(conditions["device_types"], "conditions.device_types", _device_type)
-    for key in ("os", "browsers"):
-        if key in conditions:
-            out[key] = _strings(conditions[key], f"conditions.{key}", _lowered)
-    return out
+    return _string_lists(conditions, {"device_types": _device_type, "os": _lowered, "browsers": _lowered})
 
 
 def _geo(conditions: Mapping[str, Any]) -> dict[str, Any]:
     _keys(conditions, required=("countries", "regions", "cities"), optional=("exclude",))
-    out: dict[str, Any] = {}
-    if "countries" in conditions:
-        out["countries"] = _strings(conditions["countries"], "conditions.countries", _country)
-    for key in ("regions", "cities"):
-        if key in conditions:
-            out[key] = _strings(conditions[key], f"conditions.{key}", _lowered)
+    out = _string_lists(conditions, {"countries": _country, "regions": _lowered, "cities": _lowered})
     if "exclude" in conditions:
         out["exclude"] = _bool(conditions["exclude"], "conditions.exclude")
     return out
@@ -196,9 +185,7 @@ def _time(conditions: Mapping[str, Any]) -> dict[str, Any]:
 
 def _referrer(conditions: Mapping[str, Any]) -> dict[str, Any]:
     _keys(conditions, required=("hosts", "pattern", "direct"))
-    out: dict[str, Any] = {}
-    if "hosts" in conditions:
-        out["hosts"] = _strings(conditions["hosts"], "conditions.hosts", _host)
+    out = _string_lists(conditions, {"hosts": _host})
     if "pattern" in conditions:
         out["pattern"] = _pattern(conditions["pattern"], "conditions.pattern")
     if "direct" in conditions:
@@ -210,7 +197,7 @@ def _referrer(conditions: Mapping[str, Any]) -> dict[str, Any]:
 
 def _language(conditions: Mapping[str, Any]) -> dict[str, Any]:
     _keys(conditions, required=("languages",))
-    return {"languages": _strings(conditions["languages"], "conditions.languages", _language_tag)}
+    return _string_lists(conditions, {"languages": _language_tag})
 
 
 def _ab_test(conditions: Mapping[str, Any]) -> dict[str, Any]:
@@ -287,6 +274,17 @@ def _strings(value: Any, path: str, normalize: Callable[[str, str], str]) -> lis
         item_path = f"{path}[{i}]"
         out[normalize(_text(item, item_path, MAX_TEXT_LENGTH), item_path)] = None
     return list(out)
+
+
+def _string_lists(
+    conditions: Mapping[str, Any], normalizers: Mapping[str, Callable[[str, str], str]]
+) -> dict[str, Any]:
+    """The normalized string lists among `conditions`, one normalizer per key."""
+    return {
+        key: _strings(conditions[key], f"conditions.{key}", normalize)
+        for key, normalize in normalizers.items()
+        if key in conditions
+    }
 
 
 def _text(value: Any, path: str, max_length: int) -> str:

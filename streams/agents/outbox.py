@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import logging
 
+import asyncpg
 import faust
 import orjson
+from aiokafka.errors import KafkaError
 
 from streams.resources import WorkerResources
 
@@ -22,6 +24,13 @@ def register(app: faust.App, res: WorkerResources) -> None:
     @app.timer(0.2, name="outbox_relay")
     async def relay_outbox() -> None:
         await res.ensure_started()
+        try:
+            await _relay_once()
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, KafkaError) as exc:
+            # Rows stay unpublished and are retried on the next tick; nothing is lost.
+            log.warning("outbox relay failed error=%s", exc)
+
+    async def _relay_once() -> None:
         async with res.pg.acquire() as conn, conn.transaction():
             rows = await conn.fetch(
                 """SELECT id, topic, key, payload FROM outbox WHERE published_at IS NULL
@@ -33,8 +42,11 @@ def register(app: faust.App, res: WorkerResources) -> None:
             futures = [
                 await app.producer.send(
                     row["topic"],
-                    key=(row["key"] or "").encode() or None,
-                    value=orjson.dumps(row["payload"]),
+                    (row["key"] or "").encode() or None,
+                    orjson.dumps(row["payload"]),
+                    partition=None,
+                    timestamp=None,
+                    headers=None,
                 )
                 for row in rows
             ]

@@ -24,7 +24,7 @@ from engine.rules import (
 DEFAULT = "https://example.com/default"
 VISITORS = [f"visitor-{i}" for i in range(10_000)]
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-HEAVY = settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+HEAVY = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 rule_ids = st.text(alphabet="abcdef0123456789-", min_size=1, max_size=36)
 weights = st.lists(st.integers(1, 100), min_size=2, max_size=5)
@@ -92,8 +92,8 @@ def test_balancing_moves_new_visitors_toward_under_served(
     shares = balanced_shares(variants, observed)
     assert shares is not None
 
-    before = [choose_variant(variants, v, rule_id).id for v in VISITORS[:2000]]
-    after = [choose_variant(variants, v, rule_id, observed).id for v in VISITORS[:2000]]
+    before = [choose_variant(variants, v, rule_id).id for v in VISITORS[:1000]]
+    after = [choose_variant(variants, v, rule_id, observed).id for v in VISITORS[:1000]]
     assert after.count(f"v{over}") < before.count(f"v{over}")
     losers = {v.id for v, s in zip(variants, shares, strict=True) if s < v.weight / total}
     gainers = {v.id for v, s in zip(variants, shares, strict=True) if s > v.weight / total}
