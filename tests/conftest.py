@@ -1,0 +1,129 @@
+"""Shared fixtures: real PostgreSQL, Redis, tansu and chDB, isolated per test.
+
+Each test gets its own PostgreSQL database (cloned from a migrated template, so it costs a
+`CREATE DATABASE ... TEMPLATE`), its own namespace (Redis key prefix, Kafka topic names and Faust
+app id) and its own chDB directory. One tansu broker serves the whole session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+import pytest_asyncio
+
+from engine.config import Settings, load_settings
+
+PG_SERVER = os.environ.get("LINKRIFT_TEST_PG", "postgresql://postgres@127.0.0.1:5432")
+REDIS_URL = os.environ.get("LINKRIFT_TEST_REDIS", "redis://127.0.0.1:6379/0")
+_TEMPLATE = f"lr_tmpl_{uuid.uuid4().hex[:10]}"
+
+
+def pg_url(database: str) -> str:
+    return f"{PG_SERVER}/{database}"
+
+
+async def _admin() -> asyncpg.Connection:
+    return await asyncpg.connect(pg_url("postgres"))
+
+
+@pytest.fixture(scope="session")
+def template_db() -> Iterator[str]:
+    """A migrated database that every test database is cloned from."""
+    from engine.db.migrate import Migrator
+
+    async def create() -> None:
+        conn = await _admin()
+        try:
+            await conn.execute(f'CREATE DATABASE "{_TEMPLATE}"')
+        finally:
+            await conn.close()
+        await Migrator(pg_url(_TEMPLATE)).up()
+
+    async def drop() -> None:
+        conn = await _admin()
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{_TEMPLATE}" WITH (FORCE)')
+        finally:
+            await conn.close()
+
+    asyncio.run(create())
+    yield _TEMPLATE
+    asyncio.run(drop())
+
+
+@pytest.fixture
+def database_url(template_db: str) -> Iterator[str]:
+    name = f"lr_t_{uuid.uuid4().hex[:12]}"
+
+    async def create() -> None:
+        conn = await _admin()
+        try:
+            await conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
+        finally:
+            await conn.close()
+
+    async def drop() -> None:
+        conn = await _admin()
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+
+    asyncio.run(create())
+    yield pg_url(name)
+    asyncio.run(drop())
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One tansu broker on a free loopback port for the session, stopped by PID at the end."""
+    from cli.services import TansuBroker
+
+    tansu = TansuBroker(tmp_path_factory.mktemp("tansu"))
+    asyncio.run(tansu.start())
+    yield tansu
+    tansu.stop()
+
+
+@pytest.fixture
+def namespace() -> str:
+    return f"t{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path, namespace: str) -> Any:
+    def make(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "redis_url": REDIS_URL,
+            "clickhouse_url": f"chdb://{tmp_path / 'clickhouse'}",
+            "data_dir": tmp_path / "data",
+            "namespace": namespace,
+            "env": "test",
+            "topic_partitions": 4,
+            "secret_key": "test-secret-key-" + namespace,
+            "internal_token": "internal-" + namespace,
+        }
+        values.update(overrides)
+        return load_settings(**values)
+
+    return make
+
+
+@pytest_asyncio.fixture
+async def redis_client(namespace: str) -> AsyncIterator[Any]:
+    """A Redis client; every key this test's namespace wrote is deleted afterwards."""
+    import redis.asyncio as redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    yield client
+    keys = [k async for k in client.scan_iter(match=f"{namespace}:*", count=1000)]
+    if keys:
+        await client.delete(*keys)
+    await client.aclose()
