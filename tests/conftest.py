@@ -127,3 +127,56 @@ async def redis_client(namespace: str) -> AsyncIterator[Any]:
     if keys:
         await client.delete(*keys)
     await client.aclose()
+
+
+class ApiHarness:
+    """An in-process api on 127.0.0.1 with a workspace owner and an all-scopes API key."""
+
+    def __init__(self, client: Any, settings: Settings, api_key: str, user_id: str, workspace_id: str) -> None:
+        self.client = client
+        self.settings = settings
+        self.api_key = api_key
+        self.user_id = user_id
+        self.workspace_id = workspace_id
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.api_key}"}
+
+    async def create_principal(self, *, email: str | None = None, scopes: list[str] | None = None) -> dict[str, str]:
+        """Another user with their own workspace and key (for tenant-isolation tests)."""
+        return await _make_principal(self.settings.database_url, email=email, scopes=scopes)
+
+
+async def _make_principal(dsn: str, *, email: str | None = None, scopes: list[str] | None = None) -> dict[str, str]:
+    from engine.accounts.repository import create_api_key, create_user, create_workspace
+    from engine.auth.apikeys import SCOPES
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        user_id = await create_user(conn, email or f"{uuid.uuid4().hex[:8]}@example.test", "!unusable", "Test User")
+        workspace_id = await create_workspace(conn, user_id, "Test workspace")
+        _, key = await create_api_key(
+            conn, user_id=user_id, workspace_id=workspace_id, name="test", scopes=sorted(scopes or SCOPES)
+        )
+    finally:
+        await conn.close()
+    return {"api_key": key.plaintext, "user_id": user_id, "workspace_id": workspace_id}
+
+
+@pytest_asyncio.fixture
+async def api(make_settings: Any, database_url: str, broker: Any, redis_client: Any) -> AsyncIterator[ApiHarness]:
+    """The api app served in-process; uses this test's database, namespace and the session broker."""
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from api.app import create_app
+
+    settings = make_settings(database_url=database_url, kafka_broker=broker.url)
+    who = await _make_principal(database_url)
+    server = TestServer(create_app(settings), host="127.0.0.1")
+    client = TestClient(server)
+    await client.start_server()
+    try:
+        yield ApiHarness(client, settings, who["api_key"], who["user_id"], who["workspace_id"])
+    finally:
+        await client.close()
