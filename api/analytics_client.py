@@ -12,8 +12,7 @@ from engine.analytics.queries import run_named
 from engine.config import Settings
 from engine.db.clickhouse import ClickHouseExecutor, create_clickhouse_client
 from engine.errors import LinkRiftError, ServiceUnavailable, ValidationFailed
-
-INTERNAL_TOKEN_HEADER = "X-LinkRift-Internal-Token"
+from engine.naming import INTERNAL_TOKEN_HEADER
 
 
 class AnalyticsClient(Protocol):

@@ -16,7 +16,16 @@ from api.analytics_client import create_analytics_client
 from api.clicks import ClickEmitter
 from api.errors import error_middleware
 from api.state import (
-    ANALYTICS, DOMAINS, EMITTER, KEYS, PG, REDIS, RESOLVER, SETTINGS, TOPICS, VISITORS,
+    ANALYTICS,
+    DOMAINS,
+    EMITTER,
+    KEYS,
+    PG,
+    REDIS,
+    RESOLVER,
+    SETTINGS,
+    TOPICS,
+    VISITORS,
 )
 from engine.clicks.geo import GeoResolver
 from engine.clicks.visitor import VisitorIdFactory

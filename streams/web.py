@@ -16,9 +16,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from engine.analytics.queries import run_named
 from engine.errors import LinkRiftError
+from engine.naming import INTERNAL_TOKEN_HEADER
 from streams.resources import WorkerResources
-
-INTERNAL_TOKEN_HEADER = "X-LinkRift-Internal-Token"
 
 
 def register(app: faust.App, res: WorkerResources) -> None:
