@@ -13,11 +13,10 @@ from aiohttp import web
 
 from api import health, links, redirect
 from api.analytics_client import create_analytics_client
-from api.clicks import ClickEmitter
+from api.clicks import ClickEmitter, open_journal
 from api.errors import error_middleware
 from api.state import (
     ANALYTICS,
-    DOMAINS,
     EMITTER,
     KEYS,
     PG,
@@ -31,7 +30,7 @@ from engine.clicks.geo import GeoResolver
 from engine.clicks.visitor import VisitorIdFactory
 from engine.config import Settings
 from engine.db.pool import create_pool
-from engine.links.cache import LinkResolver, TTLCache
+from engine.links.cache import LinkResolver
 from engine.naming import RedisKeys, Topics
 
 log = logging.getLogger(__name__)
@@ -56,7 +55,7 @@ async def _listen_invalidations(app: web.Application) -> None:
             except Exception as exc:
                 # Redis went away: the LRU's short TTL bounds staleness until we resubscribe.
                 log.warning("invalidation listener error=%s", exc)
-                app[RESOLVER].lru.clear()
+                app[RESOLVER].clear()
                 await asyncio.sleep(1.0)
     finally:
         await client.aclose()
@@ -69,14 +68,14 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     app[KEYS] = RedisKeys(settings.namespace)
     app[TOPICS] = Topics(settings.namespace)
     app[RESOLVER] = LinkResolver(
-        app[PG], app[REDIS], app[KEYS], redis_ttl=settings.link_cache_ttl, lru_ttl=settings.lru_ttl_seconds
+        app[PG], app[REDIS], app[KEYS], redis_ttl=settings.link_cache_ttl, lru_ttl=settings.lru_ttl_seconds,
+        on_fallback=redirect.count_fallback,
     )
-    app[DOMAINS] = TTLCache(10_000, 30.0)
     app[VISITORS] = VisitorIdFactory(settings.secret_key)
     app[redirect.GEO] = GeoResolver.from_settings(settings)
     app[ANALYTICS] = create_analytics_client(settings)
     emitter = ClickEmitter(
-        settings.kafka_bootstrap, app[TOPICS].clicks_raw, settings.data_dir.resolve() / "spool" / "clicks.jsonl",
+        settings.kafka_bootstrap, app[TOPICS].clicks_raw, open_journal(settings.data_dir.resolve() / "journal"),
         idempotence=settings.kafka_idempotence,
     )
     app[EMITTER] = emitter

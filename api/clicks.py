@@ -1,17 +1,27 @@
-"""Hand raw clicks to Kafka without ever delaying a redirect, and never lose one.
+"""Hand raw clicks to Kafka without delaying a redirect, and never lose one.
 
-`emit()` only appends to an in-memory queue. A background task batches the queue to the
-producer; any click the broker does not acknowledge is appended to a local spool file (one
-orjson line per click, flushed and fsynced per batch), and the spool is replayed in order once
-the broker answers again.
+Every click is first appended to a local journal (one `os.write` of one orjson line to an
+append-only segment file; no fsync on the hot path, a background fsync every second), then
+queued in memory for the producer. A segment file is deleted once every click in it was
+acknowledged by the broker. So:
+
+- the broker is down → the producer marks itself degraded, drops its in-memory queue (every click
+  is already on disk) and, once the broker answers, replays the segments in order;
+- the api is killed (even SIGKILL) → the next api process with the same journal directory replays
+  what was not acknowledged.
+
+Replays can re-send a click that the broker had in fact taken (an acknowledgement lost in a
+crash); every click carries its `event_id` and the worker drops duplicates.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
 import os
+import time
 from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
@@ -22,60 +32,159 @@ from engine.clicks.models import RawClick
 
 log = logging.getLogger(__name__)
 MAX_BATCH = 2000
+SEGMENT_BYTES = 8 * 1024 * 1024
+FSYNC_INTERVAL = 1.0
 
 
-class ClickSpool:
-    """Append-only file of clicks the broker did not take yet."""
+class JournalInUse(RuntimeError):
+    """Another live process owns this journal directory."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
 
-    def append(self, lines: list[bytes]) -> None:
-        with open(self.path, "ab") as fh:
-            fh.write(b"".join(line + b"\n" for line in lines))
-            fh.flush()
-            os.fsync(fh.fileno())
+class ClickJournal:
+    """Append-only segment files `<n>.jsonl` in one directory, owned by one process (flock)."""
+
+    def __init__(self, directory: Path, segment_bytes: int = SEGMENT_BYTES) -> None:
+        self.directory = directory
+        self.segment_bytes = segment_bytes
+        directory.mkdir(parents=True, exist_ok=True)
+        self._lock_fd = os.open(directory / ".lock", os.O_CREAT | os.O_RDWR, 0o600)
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self._lock_fd)
+            raise JournalInUse(f"click journal {directory} is in use by another process") from None
+        # Segments left by a previous process: nothing in them is known to be acknowledged.
+        self.recovered: list[int] = sorted(int(p.stem) for p in directory.glob("*.jsonl"))
+        self._outstanding: dict[int, int] = dict.fromkeys(self.recovered, -1)  # -1: unknown, replay all
+        self._segment = (self.recovered[-1] + 1) if self.recovered else 1
+        self._fd = self._open(self._segment)
+        self._size = 0
+        self._dirty = False
+
+    def _path(self, segment: int) -> Path:
+        return self.directory / f"{segment:012d}.jsonl"
+
+    def _open(self, segment: int) -> int:
+        self._outstanding.setdefault(segment, 0)
+        return os.open(self._path(segment), os.O_CREAT | os.O_WRONLY | os.O_APPEND, 0o600)
+
+    @property
+    def current(self) -> int:
+        return self._segment
+
+    def append(self, line: bytes) -> int:
+        """Write one click; return its segment. One write call: a crash leaves whole lines."""
+        os.write(self._fd, line + b"\n")
+        self._size += len(line) + 1
+        self._outstanding[self._segment] += 1
+        self._dirty = True
+        segment = self._segment
+        if self._size >= self.segment_bytes:
+            self.rotate()
+        return segment
+
+    def rotate(self) -> int:
+        """Close the current segment and start a new one; return the closed segment."""
+        closed = self._segment
+        os.close(self._fd)
+        self._segment += 1
+        self._fd = self._open(self._segment)
+        self._size = 0
+        self._maybe_delete(closed)
+        return closed
+
+    def ack(self, segment: int, count: int) -> None:
+        if self._outstanding.get(segment, 0) > 0:
+            self._outstanding[segment] -= count
+        self._maybe_delete(segment)
+
+    def done(self, segment: int) -> None:
+        """Every click of a (closed) segment was acknowledged, e.g. after a replay."""
+        self._outstanding[segment] = 0
+        self._maybe_delete(segment)
+
+    def _maybe_delete(self, segment: int) -> None:
+        if segment != self._segment and self._outstanding.get(segment) == 0:
+            del self._outstanding[segment]
+            with contextlib.suppress(FileNotFoundError):
+                self._path(segment).unlink()
+
+    def closed_pending(self) -> list[int]:
+        return sorted(s for s, n in self._outstanding.items() if s != self._segment and n != 0)
+
+    def pending_in_current(self) -> int:
+        return self._outstanding.get(self._segment, 0)
+
+    def read(self, segment: int) -> list[bytes]:
+        try:
+            with open(self._path(segment), "rb") as fh:
+                return [line.rstrip(b"\n") for line in fh if line.endswith(b"\n") and line.strip()]
+        except FileNotFoundError:
+            return []
 
     def depth(self) -> int:
-        if not self.path.exists():
-            return 0
-        with open(self.path, "rb") as fh:
-            return sum(1 for _ in fh)
+        """Clicks not yet acknowledged (recovered segments counted by their lines)."""
+        return sum(n if n >= 0 else len(self.read(s)) for s, n in self._outstanding.items())
 
-    def take_all(self) -> list[bytes]:
-        """Rename the spool aside and return its lines (oldest first)."""
-        if not self.path.exists():
-            return []
-        replay = self.path.with_suffix(".replaying")
-        if not replay.exists():
-            os.replace(self.path, replay)
-        with open(replay, "rb") as fh:
-            return [line.rstrip(b"\n") for line in fh if line.strip()]
+    def sync(self) -> None:
+        if self._dirty:
+            self._dirty = False
+            os.fsync(self._fd)
 
-    def done_replaying(self) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            self.path.with_suffix(".replaying").unlink()
+    def close(self) -> None:
+        self.sync()
+        os.close(self._fd)
+        self._maybe_delete_current_if_empty()
+        os.close(self._lock_fd)
+
+    def _maybe_delete_current_if_empty(self) -> None:
+        if self._outstanding.get(self._segment) == 0:
+            with contextlib.suppress(FileNotFoundError):
+                self._path(self._segment).unlink()
+
+
+def open_journal(root: Path, slots: int = 64) -> ClickJournal:
+    """The first free journal slot under `root`: api processes sharing a data dir (e.g.
+    `linkrift api --workers N`) each own one, and a restarted process recovers a dead one's."""
+    for slot in range(slots):
+        try:
+            return ClickJournal(root / f"slot-{slot:02d}")
+        except JournalInUse:
+            continue
+    raise JournalInUse(f"all {slots} click journal slots under {root} are in use")
 
 
 class ClickEmitter:
-    def __init__(self, bootstrap: str, topic: str, spool_path: Path, *, idempotence: bool = False) -> None:
+    def __init__(self, bootstrap: str, topic: str, journal: ClickJournal, *, idempotence: bool = False) -> None:
         self.bootstrap = bootstrap
-        self.idempotence = idempotence
         self.topic = topic
-        self.spool = ClickSpool(spool_path)
-        self.queue: asyncio.Queue[RawClick] = asyncio.Queue()
+        self.journal = journal
+        self.idempotence = idempotence
+        self.queue: asyncio.Queue[tuple[int, RawClick]] = asyncio.Queue()
         self.producer: AIOKafkaProducer | None = None
-        self._task: asyncio.Task[None] | None = None
+        # Recovered segments must reach the broker before anything new, so start degraded.
+        self.degraded = bool(self.journal.recovered)
+        self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
-        self._inflight: list[RawClick] = []
-        self.connected = False
+        self._inflight = 0
 
     def emit(self, click: RawClick) -> None:
-        self.queue.put_nowait(click)
+        segment = self.journal.append(click.dumps())
+        if self.degraded:
+            CLICKS_SPOOLED.inc()
+        else:
+            self.queue.put_nowait((segment, click))
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="click-emitter")
+        self._tasks = [
+            asyncio.create_task(self._run(), name="click-emitter"),
+            asyncio.create_task(self._fsync_loop(), name="click-journal-fsync"),
+        ]
+
+    async def _fsync_loop(self) -> None:
+        while True:
+            await asyncio.sleep(FSYNC_INTERVAL)
+            await asyncio.to_thread(self.journal.sync)
 
     async def _connect(self) -> AIOKafkaProducer:
         while True:
@@ -88,94 +197,100 @@ class ClickEmitter:
             )
             try:
                 await producer.start()
-                self.connected = True
                 return producer
             except (KafkaError, OSError) as exc:
-                log.warning("broker unavailable for clicks, spooling error=%s", exc)
+                log.warning("broker unavailable for clicks, journaling error=%s", exc)
                 await producer.stop()
-                await self._drain_to_spool()
+                self._degrade()
                 await asyncio.sleep(1.0)
 
-    async def _drain_to_spool(self) -> None:
-        batch = self._take_batch()
-        if batch:
-            self.spool.append([c.dumps() for c in batch])
-            CLICKS_SPOOLED.inc(len(batch))
+    def _degrade(self) -> None:
+        if not self.degraded:
+            self.degraded = True
+            # Every queued click is in the journal already; the replay will send it in order.
+            dropped = self.queue.qsize()
+            self.queue = asyncio.Queue()
+            CLICKS_SPOOLED.inc(dropped)
 
-    def _take_batch(self) -> list[RawClick]:
-        batch: list[RawClick] = []
-        while not self.queue.empty() and len(batch) < MAX_BATCH:
-            batch.append(self.queue.get_nowait())
-        return batch
-
-    async def _send(self, producer: AIOKafkaProducer, items: list[tuple[bytes, bytes]]) -> None:
-        futures = [await producer.send(self.topic, value=value, key=key) for key, value in items]
+    async def _send(self, producer: AIOKafkaProducer, values: list[bytes], keys: list[bytes]) -> None:
+        futures = [await producer.send(self.topic, value=v, key=k) for k, v in zip(keys, values, strict=True)]
         await asyncio.gather(*futures)
 
-    async def _replay_spool(self, producer: AIOKafkaProducer) -> None:
-        lines = self.spool.take_all()
-        if not lines:
-            return
-        for start in range(0, len(lines), MAX_BATCH):
-            chunk = lines[start : start + MAX_BATCH]
-            await self._send(producer, [(RawClick.loads(v).link_id.encode(), v) for v in chunk])
-        self.spool.done_replaying()
-        CLICKS_REPLAYED.inc(len(lines))
-        log.info("replayed spooled clicks count=%d", len(lines))
+    async def _replay(self, producer: AIOKafkaProducer) -> None:
+        """Send every journaled segment in order, then switch back to the in-memory path."""
+        while True:
+            if self.journal.pending_in_current():
+                self.journal.rotate()
+            pending = self.journal.closed_pending()
+            if not pending:
+                # No await between this check and the switch: no emit can slip in between.
+                self.degraded = False
+                return
+            for segment in pending:
+                lines = self.journal.read(segment)
+                for start in range(0, len(lines), MAX_BATCH):
+                    chunk = lines[start : start + MAX_BATCH]
+                    keys = [RawClick.loads(v).link_id.encode() for v in chunk]
+                    await self._send(producer, chunk, keys)
+                self.journal.done(segment)
+                CLICKS_REPLAYED.inc(len(lines))
+                log.info("replayed journaled clicks segment=%d count=%d", segment, len(lines))
 
     async def _run(self) -> None:
-        producer = await self._connect()
-        self.producer = producer
+        producer = self.producer = await self._connect()
         while True:
             try:
-                await self._replay_spool(producer)
+                if self.degraded:
+                    await self._replay(producer)
+                    continue
                 if self.queue.empty():
                     if self._stopping:
                         return
-                    first = await self.queue.get()
-                    self.queue.put_nowait(first)
-                batch = self._inflight = self._take_batch()
+                    item = await self.queue.get()
+                    self.queue.put_nowait(item)
+                batch = [self.queue.get_nowait() for _ in range(min(MAX_BATCH, self.queue.qsize()))]
+                self._inflight = len(batch)
                 try:
-                    await self._send(producer, [(c.link_id.encode(), c.dumps()) for c in batch])
-                    self._inflight = []
-                    CLICKS_PRODUCED.inc(len(batch))
+                    await self._send(
+                        producer, [c.dumps() for _, c in batch], [c.link_id.encode() for _, c in batch]
+                    )
                 except (KafkaError, OSError) as exc:
-                    self.connected = False
-                    log.warning("click produce failed, spooling count=%d error=%s", len(batch), exc)
-                    self.spool.append([c.dumps() for c in batch])
-                    self._inflight = []
-                    CLICKS_SPOOLED.inc(len(batch))
+                    log.warning("click produce failed, journaling count=%d error=%s", len(batch), exc)
+                    self._degrade()
                     await asyncio.sleep(0.5)
-                    self.connected = True
+                    continue
+                finally:
+                    self._inflight = 0
+                acked: dict[int, int] = {}
+                for segment, _ in batch:
+                    acked[segment] = acked.get(segment, 0) + 1
+                for segment, count in acked.items():
+                    self.journal.ack(segment, count)
+                CLICKS_PRODUCED.inc(len(batch))
             except asyncio.CancelledError:
                 raise
             except (KafkaError, OSError) as exc:
                 log.warning("click emitter error=%s", exc)
+                self._degrade()
                 await asyncio.sleep(0.5)
 
     async def stop(self, within: float = 5.0) -> None:
-        """Flush what is queued (to the broker, else the spool) and stop."""
+        """Try to hand queued clicks to the broker; whatever is left stays in the journal."""
         self._stopping = True
-        if self._task is not None:
-            try:
-                await asyncio.wait_for(self._flush_queue(), within)
-            except TimeoutError:
-                pass
-            self._task.cancel()
+        deadline = time.monotonic() + within
+        # Two conditions owned by the sender task; a short poll during shutdown is simplest.
+        while (not self.queue.empty() or self._inflight) and not self.degraded:  # noqa: ASYNC110
+            if time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.01)
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        # Anything not acknowledged goes to the spool; at worst a click is sent twice, and the
-        # worker drops duplicates by event id.
-        if self._inflight:
-            self.spool.append([c.dumps() for c in self._inflight])
-            self._inflight = []
-        await self._drain_to_spool()
+                await task
         if self.producer is not None:
             await self.producer.stop()
+        self.journal.close()
 
-    async def _flush_queue(self) -> None:
-        # Two conditions owned by the sender task; a short poll during shutdown is simplest.
-        while not self.queue.empty() or self._inflight:  # noqa: ASYNC110
-            await asyncio.sleep(0.01)
-        if self.producer is not None:
-            await self.producer.flush()
+    def depth(self) -> int:
+        return self.journal.depth()

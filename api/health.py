@@ -57,7 +57,7 @@ async def healthz(request: web.Request) -> web.Response:
         "status": "ok" if not failing else "unavailable",
         "checks": checks,
         "errors": failing,
-        "spool_depth": request.app[EMITTER].spool.depth(),
+        "journal_depth": request.app[EMITTER].depth(),
     }
     return json_response(body, 200 if not failing else 503)
 
