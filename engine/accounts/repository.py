@@ -22,6 +22,9 @@ class Principal:
     scopes: frozenset[str] | None  # None for a user session (role decides everything)
     api_key_id: str | None = None
     rate_limit: int | None = None
+    session_id: str | None = None  # the sign-in session, for a user's JWT
+    plan: str = "free"
+    key_prefix: str | None = None  # for an API key: its display prefix (rate-limit bucket)
 
 
 def slugify(name: str) -> str:
@@ -83,7 +86,7 @@ async def authenticate_api_key(conn: asyncpg.Connection, plaintext: str) -> Prin
     # Looked up by the display prefix (indexed), then the hash compared in constant time.
     rows = await conn.fetch(
         """SELECT k.id, k.user_id, k.workspace_id, k.scopes, k.expires_at, k.revoked_at, k.rate_limit,
-                  k.key_hash, m.role
+                  k.key_hash, k.key_prefix, m.role, w.plan
            FROM api_keys k
            JOIN workspace_members m ON m.workspace_id = k.workspace_id AND m.user_id = k.user_id
            JOIN workspaces w ON w.id = k.workspace_id AND w.deleted_at IS NULL
@@ -103,4 +106,21 @@ async def authenticate_api_key(conn: asyncpg.Connection, plaintext: str) -> Prin
         scopes=frozenset(row["scopes"]),
         api_key_id=str(row["id"]),
         rate_limit=row["rate_limit"],
+        plan=row["plan"],
+        key_prefix=row["key_prefix"],
     )
+
+
+async def user_membership(
+    conn: asyncpg.Connection, user_id: str, workspace_id: str | None
+) -> tuple[str, str, str] | None:
+    """(workspace_id, role, plan) of the given workspace, or of the user's first one when None;
+    None when the user is not a member of it (or it is deleted)."""
+    row = await conn.fetchrow(
+        """SELECT m.workspace_id, m.role, w.plan FROM workspace_members m
+           JOIN workspaces w ON w.id = m.workspace_id AND w.deleted_at IS NULL
+           WHERE m.user_id = $1 AND ($2::uuid IS NULL OR m.workspace_id = $2::uuid)
+           ORDER BY m.joined_at, m.workspace_id LIMIT 1""",
+        user_id, workspace_id,
+    )
+    return (str(row["workspace_id"]), row["role"], row["plan"]) if row else None

@@ -1,0 +1,63 @@
+"""The audit log endpoint (admin-only) and `audit_context`, which handlers pass to `write_audit`."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from aiohttp import web
+
+from api.auth import parse_uuid, principal
+from api.errors import json_response
+from api.state import PG
+from engine.accounts.repository import Principal
+from engine.audit import AuditContext, AuditFilter, list_audit_logs
+from engine.auth.permissions import Action
+from engine.errors import ValidationFailed
+
+routes = web.RouteTableDef()
+
+
+def audit_context(
+    request: web.Request, who: Principal | None = None, user_id: str | None = None
+) -> AuditContext:
+    """Actor, IP and user agent of this request, for `engine.audit.write_audit`."""
+    return AuditContext(
+        actor_id=who.user_id if who else user_id,
+        ip=request.remote,
+        user_agent=request.headers.get("User-Agent"),
+        api_key_id=who.api_key_id if who else None,
+    )
+
+
+def _time(raw: str | None, field: str) -> datetime | None:
+    if not raw:
+        return None
+    try:
+        return datetime.fromisoformat(raw)
+    except ValueError:
+        raise ValidationFailed(f"{field} must be an ISO 8601 timestamp", field=field) from None
+
+
+@routes.get("/api/v1/audit-logs")
+async def get_audit_logs(request: web.Request) -> web.Response:
+    """Filters: action, resource_type, resource_id, user_id, from, to; `limit` (1-200, default 50)
+    and `cursor` (from the previous page's `next_cursor`). Newest first."""
+    who = await principal(request, Action.AUDIT_READ)
+    q = request.query
+    try:
+        limit = int(q.get("limit", "50"))
+    except ValueError:
+        raise ValidationFailed("limit must be an integer", field="limit") from None
+    filters = AuditFilter(
+        action=q.get("action") or None,
+        resource_type=q.get("resource_type") or None,
+        resource_id=parse_uuid(q["resource_id"], "resource_id") if q.get("resource_id") else None,
+        user_id=parse_uuid(q["user_id"], "user_id") if q.get("user_id") else None,
+        since=_time(q.get("from"), "from"),
+        until=_time(q.get("to"), "to"),
+    )
+    async with request.app[PG].acquire() as conn:
+        items, next_cursor = await list_audit_logs(
+            conn, who.workspace_id, filters, limit, q.get("cursor") or None
+        )
+    return json_response({"items": items, "next_cursor": next_cursor})

@@ -1,0 +1,413 @@
+"""Workspaces, their members and invitations. Each mutation writes its audit row in its transaction.
+
+Who may call what is decided before these functions run (`engine.auth.permissions.authorize`);
+rules that depend on the *target* (nobody touches the owner's role, the owner cannot leave) use
+the same module's `can_assign_role` / `can_remove_member`.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+
+from engine.accounts.repository import create_workspace as _insert_workspace
+from engine.audit import AuditContext, write_audit
+from engine.auth.permissions import Role, can_assign_role, can_remove_member, parse_role
+from engine.auth.tokens import hash_token, new_one_time_token
+from engine.errors import Conflict, Forbidden, NotFound, ValidationFailed, WorkspaceNotFound
+
+_SLUG_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,98}[a-z0-9])?$")
+_WS_COLUMNS = "id, name, slug, owner_id, plan, settings, created_at, updated_at"
+
+
+def validate_slug(slug: str) -> str:
+    if not _SLUG_RE.fullmatch(slug):
+        raise ValidationFailed("slug must be 1-100 lowercase letters, digits or inner dashes", field="slug")
+    return slug
+
+
+def workspace_json(row: asyncpg.Record | dict[str, Any], role: str | None = None) -> dict[str, Any]:
+    out = {
+        "id": str(row["id"]),
+        "name": row["name"],
+        "slug": row["slug"],
+        "owner_id": str(row["owner_id"]),
+        "plan": row["plan"],
+        "settings": row["settings"],
+        "created_at": row["created_at"].isoformat(),
+        "updated_at": row["updated_at"].isoformat(),
+    }
+    if role is not None:
+        out["role"] = role
+    return out
+
+
+async def _fetch(conn: asyncpg.Connection, workspace_id: str, *, lock: bool = False) -> asyncpg.Record:
+    row = await conn.fetchrow(
+        f"SELECT {_WS_COLUMNS} FROM workspaces WHERE id = $1 AND deleted_at IS NULL"
+        + (" FOR UPDATE" if lock else ""),
+        workspace_id,
+    )
+    if row is None:
+        raise WorkspaceNotFound("workspace not found", field="workspace_id")
+    return row
+
+
+async def get_workspace(conn: asyncpg.Connection, workspace_id: str) -> asyncpg.Record:
+    return await _fetch(conn, workspace_id)
+
+
+async def list_workspaces(conn: asyncpg.Connection, user_id: str) -> list[dict[str, Any]]:
+    rows = await conn.fetch(
+        """SELECT w.id, w.name, w.slug, w.owner_id, w.plan, w.settings, w.created_at, w.updated_at, m.role
+           FROM workspace_members m JOIN workspaces w ON w.id = m.workspace_id AND w.deleted_at IS NULL
+           WHERE m.user_id = $1 ORDER BY m.joined_at, w.id""",
+        user_id,
+    )
+    return [workspace_json(r, r["role"]) for r in rows]
+
+
+async def create_workspace(
+    conn: asyncpg.Connection, ctx: AuditContext, owner_id: str, name: str, slug: str | None
+) -> asyncpg.Record:
+    if slug is not None:
+        validate_slug(slug)
+    async with conn.transaction():
+        if slug is not None and await conn.fetchval("SELECT 1 FROM workspaces WHERE slug = $1", slug):
+            raise Conflict("slug is taken", field="slug")
+        try:
+            workspace_id = await _insert_workspace(conn, owner_id, name, slug)
+        except asyncpg.UniqueViolationError:
+            raise Conflict("slug is taken", field="slug") from None
+        row = await _fetch(conn, workspace_id)
+        await write_audit(
+            conn,
+            ctx,
+            workspace_id,
+            "workspace.created",
+            "workspace",
+            workspace_id,
+            new={"name": name, "slug": row["slug"]},
+        )
+    return row
+
+
+async def update_workspace(
+    conn: asyncpg.Connection, ctx: AuditContext, workspace_id: str, changes: dict[str, Any]
+) -> asyncpg.Record:
+    """Apply name / slug / settings (settings are merged key by key; a null value removes a key)."""
+    if "slug" in changes:
+        validate_slug(changes["slug"])
+    async with conn.transaction():
+        old = await _fetch(conn, workspace_id, lock=True)
+        settings = dict(old["settings"])
+        for key, value in (changes.get("settings") or {}).items():
+            if value is None:
+                settings.pop(key, None)
+            else:
+                settings[key] = value
+        try:
+            row = await conn.fetchrow(
+                f"""UPDATE workspaces SET name = $2, slug = $3, settings = $4, updated_at = now()
+                    WHERE id = $1 RETURNING {_WS_COLUMNS}""",
+                workspace_id,
+                changes.get("name", old["name"]),
+                changes.get("slug", old["slug"]),
+                settings,
+            )
+        except asyncpg.UniqueViolationError:
+            raise Conflict("slug is taken", field="slug") from None
+        fields = ("name", "slug", "settings")
+        await write_audit(
+            conn,
+            ctx,
+            workspace_id,
+            "workspace.updated",
+            "workspace",
+            workspace_id,
+            old={f: old[f] for f in fields},
+            new={f: row[f] for f in fields},
+        )
+    return row
+
+
+async def delete_workspace(conn: asyncpg.Connection, ctx: AuditContext, workspace_id: str) -> None:
+    async with conn.transaction():
+        old = await _fetch(conn, workspace_id, lock=True)
+        await conn.execute(
+            "UPDATE workspaces SET deleted_at = now(), updated_at = now() WHERE id = $1", workspace_id
+        )
+        await conn.execute(
+            "UPDATE api_keys SET revoked_at = now() WHERE workspace_id = $1 AND revoked_at IS NULL",
+            workspace_id,
+        )
+        await write_audit(
+            conn,
+            ctx,
+            workspace_id,
+            "workspace.deleted",
+            "workspace",
+            workspace_id,
+            old={"name": old["name"], "slug": old["slug"]},
+        )
+
+
+# --- members ------------------------------------------------------------------------------------
+
+
+async def list_members(conn: asyncpg.Connection, workspace_id: str) -> list[dict[str, Any]]:
+    rows = await conn.fetch(
+        """SELECT m.user_id, u.email, u.name, m.role, m.invited_by, m.joined_at
+           FROM workspace_members m JOIN users u ON u.id = m.user_id AND u.deleted_at IS NULL
+           WHERE m.workspace_id = $1 ORDER BY m.joined_at, m.user_id""",
+        workspace_id,
+    )
+    return [_member_json(r) for r in rows]
+
+
+def _member_json(r: asyncpg.Record) -> dict[str, Any]:
+    return {
+        "user_id": str(r["user_id"]),
+        "email": r["email"],
+        "name": r["name"],
+        "role": r["role"],
+        "invited_by": str(r["invited_by"]) if r["invited_by"] else None,
+        "joined_at": r["joined_at"].isoformat(),
+    }
+
+
+async def _member_role(conn: asyncpg.Connection, workspace_id: str, user_id: str) -> Role:
+    role = await conn.fetchval(
+        "SELECT role FROM workspace_members WHERE workspace_id = $1 AND user_id = $2 FOR UPDATE",
+        workspace_id,
+        user_id,
+    )
+    if role is None:
+        raise NotFound("member not found", field="user_id")
+    return Role(role)
+
+
+async def change_role(
+    conn: asyncpg.Connection,
+    ctx: AuditContext,
+    workspace_id: str,
+    actor_role: Role,
+    user_id: str,
+    new_role: str,
+) -> None:
+    role = parse_role(new_role)
+    async with conn.transaction():
+        current = await _member_role(conn, workspace_id, user_id)
+        if not can_assign_role(actor_role, current, role):
+            raise Forbidden("this role change is not allowed; ownership moves only by transfer", field="role")
+        await conn.execute(
+            "UPDATE workspace_members SET role = $3 WHERE workspace_id = $1 AND user_id = $2",
+            workspace_id,
+            user_id,
+            role.value,
+        )
+        await write_audit(
+            conn,
+            ctx,
+            workspace_id,
+            "member.role_changed",
+            "user",
+            user_id,
+            old={"role": current.value},
+            new={"role": role.value},
+        )
+
+
+async def remove_member(
+    conn: asyncpg.Connection, ctx: AuditContext, workspace_id: str, actor_role: Role, user_id: str
+) -> None:
+    """Remove someone (admins and the owner), or leave when `user_id` is the actor.
+
+    The owner can neither leave nor be removed: ownership must be transferred first, so a
+    workspace never loses its last owner."""
+    leaving = user_id == ctx.actor_id
+    async with conn.transaction():
+        target = await _member_role(conn, workspace_id, user_id)
+        if target is Role.OWNER:
+            raise Conflict("the owner cannot leave or be removed; transfer ownership first", field="user_id")
+        if not leaving and not can_remove_member(actor_role, target):
+            raise Forbidden("you may not remove this member", field="user_id")
+        await conn.execute(
+            "DELETE FROM workspace_members WHERE workspace_id = $1 AND user_id = $2", workspace_id, user_id
+        )
+        # Their keys act with their role in this workspace; without a role they must stop working.
+        await conn.execute(
+            "UPDATE api_keys SET revoked_at = now() WHERE workspace_id = $1 AND user_id = $2 AND revoked_at IS NULL",
+            workspace_id,
+            user_id,
+        )
+        await write_audit(
+            conn,
+            ctx,
+            workspace_id,
+            "member.left" if leaving else "member.removed",
+            "user",
+            user_id,
+            old={"role": target.value},
+        )
+
+
+async def transfer_ownership(
+    conn: asyncpg.Connection, ctx: AuditContext, workspace_id: str, new_owner: str
+) -> None:
+    """The new owner must already be a member; the previous owner stays on as admin."""
+    if new_owner == ctx.actor_id:
+        raise ValidationFailed("you already own this workspace", field="user_id")
+    async with conn.transaction():
+        ws = await _fetch(conn, workspace_id, lock=True)
+        await _member_role(conn, workspace_id, new_owner)
+        old_owner = str(ws["owner_id"])
+        await conn.execute(
+            "UPDATE workspace_members SET role = 'admin' WHERE workspace_id = $1 AND user_id = $2",
+            workspace_id,
+            old_owner,
+        )
+        await conn.execute(
+            "UPDATE workspace_members SET role = 'owner' WHERE workspace_id = $1 AND user_id = $2",
+            workspace_id,
+            new_owner,
+        )
+        await conn.execute(
+            "UPDATE workspaces SET owner_id = $2, updated_at = now() WHERE id = $1", workspace_id, new_owner
+        )
+        await write_audit(
+            conn,
+            ctx,
+            workspace_id,
+            "workspace.transferred",
+            "workspace",
+            workspace_id,
+            old={"owner_id": old_owner},
+            new={"owner_id": new_owner},
+        )
+
+
+# --- invitations --------------------------------------------------------------------------------
+
+
+def _invitation_json(r: asyncpg.Record) -> dict[str, Any]:
+    return {
+        "id": str(r["id"]),
+        "workspace_id": str(r["workspace_id"]),
+        "email": r["email"],
+        "role": r["role"],
+        "invited_by": str(r["invited_by"]) if r["invited_by"] else None,
+        "expires_at": r["expires_at"].isoformat(),
+        "accepted_at": r["accepted_at"].isoformat() if r["accepted_at"] else None,
+        "created_at": r["created_at"].isoformat(),
+    }
+
+
+async def invite(
+    conn: asyncpg.Connection, ctx: AuditContext, workspace_id: str, email: str, role: str, ttl: timedelta
+) -> tuple[dict[str, Any], str]:
+    """Returns the invitation and its plaintext token (for the email only)."""
+    parsed = parse_role(role)
+    if parsed is Role.OWNER:
+        raise ValidationFailed("ownership is transferred, not granted by invitation", field="role")
+    token = new_one_time_token()
+    async with conn.transaction():
+        if await conn.fetchval(
+            """SELECT 1 FROM workspace_members m JOIN users u ON u.id = m.user_id
+               WHERE m.workspace_id = $1 AND u.email = $2""",
+            workspace_id,
+            email,
+        ):
+            raise Conflict("this person is already a member", field="email")
+        row = await conn.fetchrow(
+            """INSERT INTO workspace_invitations (workspace_id, email, role, token_hash, invited_by, expires_at)
+               VALUES ($1, $2, $3, $4, $5, $6) RETURNING *""",
+            workspace_id,
+            email,
+            parsed.value,
+            hash_token(token),
+            ctx.actor_id,
+            datetime.now(UTC) + ttl,
+        )
+        await write_audit(
+            conn,
+            ctx,
+            workspace_id,
+            "member.invited",
+            "invitation",
+            str(row["id"]),
+            new={"email": email, "role": parsed.value},
+        )
+    return _invitation_json(row), token
+
+
+async def list_invitations(conn: asyncpg.Connection, workspace_id: str) -> list[dict[str, Any]]:
+    rows = await conn.fetch(
+        """SELECT * FROM workspace_invitations
+           WHERE workspace_id = $1 AND accepted_at IS NULL AND expires_at > now() ORDER BY created_at""",
+        workspace_id,
+    )
+    return [_invitation_json(r) for r in rows]
+
+
+async def revoke_invitation(
+    conn: asyncpg.Connection, ctx: AuditContext, workspace_id: str, invitation_id: str
+) -> None:
+    async with conn.transaction():
+        row = await conn.fetchrow(
+            "DELETE FROM workspace_invitations WHERE id = $1 AND workspace_id = $2 AND accepted_at IS NULL "
+            "RETURNING email, role",
+            invitation_id,
+            workspace_id,
+        )
+        if row is None:
+            raise NotFound("invitation not found", field="invitation_id")
+        await write_audit(
+            conn,
+            ctx,
+            workspace_id,
+            "invitation.revoked",
+            "invitation",
+            invitation_id,
+            old={"email": row["email"], "role": row["role"]},
+        )
+
+
+async def accept_invitation(conn: asyncpg.Connection, ctx: AuditContext, user_email: str, token: str) -> str:
+    """Join the workspace; the invitation must be addressed to the signed-in user's email."""
+    assert ctx.actor_id is not None
+    async with conn.transaction():
+        row = await conn.fetchrow(
+            """SELECT i.* FROM workspace_invitations i
+               JOIN workspaces w ON w.id = i.workspace_id AND w.deleted_at IS NULL
+               WHERE i.token_hash = $1 AND i.accepted_at IS NULL AND i.expires_at > now() FOR UPDATE OF i""",
+            hash_token(token),
+        )
+        if row is None or row["email"] != user_email:
+            raise NotFound("invitation not found: invalid, used, expired or for another email", field="token")
+        workspace_id = str(row["workspace_id"])
+        inserted = await conn.fetchval(
+            """INSERT INTO workspace_members (workspace_id, user_id, role, invited_by) VALUES ($1, $2, $3, $4)
+               ON CONFLICT (workspace_id, user_id) DO NOTHING RETURNING 1""",
+            workspace_id,
+            ctx.actor_id,
+            row["role"],
+            row["invited_by"],
+        )
+        if not inserted:
+            raise Conflict("you are already a member of this workspace", field="token")
+        await conn.execute("UPDATE workspace_invitations SET accepted_at = now() WHERE id = $1", row["id"])
+        await write_audit(
+            conn,
+            ctx,
+            workspace_id,
+            "member.joined",
+            "user",
+            ctx.actor_id,
+            new={"role": row["role"]},
+            metadata={"invitation_id": str(row["id"])},
+        )
+    return workspace_id
