@@ -1,179 +1,330 @@
-"""The redirect front end: GET|HEAD /{code} on any host → 30x, with the click handed to Kafka.
+"""The redirect front end: GET|HEAD|POST /{code} on any host → 30x, with the click handed to Kafka.
 
-Walk of a click: resolve the link (engine.links.cache) → check its state → evaluate its rules
-(engine.rules) → answer → emit a RawClick (api.clicks) → the worker (streams.agents.clicks).
+Walk of a click: the Host names the domain and the path the code (engine.links.cache resolves
+both) → the link's state (engine.links.admission) → its password (engine.links.passwords) → its
+rules (engine.rules) → the blocklist and max_clicks admission → answer → emit a RawClick
+(api.clicks) → the worker (streams.agents.clicks). See docs/redirect.md.
 """
 
 from __future__ import annotations
 
+import asyncio
+import math
 import time
 import uuid
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from html import escape
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from aiohttp import web
 from redis.exceptions import RedisError
 
-from api.metrics import BACKEND_FALLBACK, LINK_CACHE, NOT_FOUND, REDIRECT_LATENCY
-from api.state import DOMAINS, EMITTER, KEYS, PG, REDIS, RESOLVER, SETTINGS, VISITORS
-from engine.clicks.geo import GeoResolver
+from api import pages
+from api.metrics import BACKEND_FALLBACK, LINK_CACHE, NOT_FOUND, RATE_LIMITED, REDIRECT_LATENCY
+from api.qr import SCANS as QR_SCANS
+from api.ratelimit import LIMITER
+from api.state import EMITTER, KEYS, REDIS, RESOLVER, SETTINGS, VISITORS
+from engine.auth.passwords import MAX_PASSWORD_LENGTH, verify_password
+from engine.clicks.geo import EMPTY_GEO, GeoInfo, GeoResolver
 from engine.clicks.models import RawClick
 from engine.clicks.useragent import parse_user_agent
 from engine.clicks.utm import extract_utm
-from engine.links.cache import TTLCache
-from engine.links.models import CachedLink
-from engine.rules.evaluator import CompiledRules, compile_rules, evaluate, needs_device, needs_geo
-from engine.rules.models import RequestContext, Rule
+from engine.errors import ServiceUnavailable
+from engine.links.admission import LinkState, admit, client_ip, host_blocked, link_state
+from engine.links.cache import DEFAULT_DOMAIN, DomainInfo, ResolvedLink, normalize_host
+from engine.links.passwords import ACCESS_COOKIE, ACCESS_TTL_SECONDS, sign_access, verify_access
+from engine.qr.marker import scan_marker
+from engine.rules.evaluator import evaluate, needs_device, needs_geo
+from engine.rules.models import RequestContext
 
 routes = web.RouteTableDef()
-NO_STORE = "private, no-store"
-_compiled: TTLCache[str, tuple[int, CompiledRules]] = TTLCache(50_000, 300.0)
 GEO = web.AppKey("geo", GeoResolver)
+PATH = "/{code:[^/]+/?}"  # one trailing slash is tolerated
+MAX_CODE_LENGTH = 50  # links.short_code is VARCHAR(50)
+AB_COOKIE_PREFIX = "lr_ab_"
+AB_COOKIE_MAX_AGE = 30 * 86400
 
 
-def _page(status: int, title: str, message: str) -> web.Response:
-    body = (
-        "<!doctype html><html lang=en><meta charset=utf-8>"
-        "<meta name=viewport content='width=device-width,initial-scale=1'>"
-        f"<title>{escape(title)} · LinkRift</title>"
-        "<body style='font:16px system-ui;margin:15vh auto;max-width:32em;padding:0 1em;color:#222'>"
-        f"<h1>{escape(title)}</h1><p>{escape(message)}</p></body></html>"
-    )
-    return web.Response(status=status, text=body, content_type="text/html", headers={"Cache-Control": NO_STORE})
+@dataclass(slots=True)
+class Visit:
+    """What one request knows about its visitor, computed once."""
+
+    request: web.Request
+    now: float
+    ip: str
+    user_agent: str
+    visitor_id: str
+    cookies: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def app(self) -> web.Application:
+        return self.request.app
 
 
-async def _domain_id(request: web.Request) -> str:
-    """The custom domain this Host header names, or "" for the default domain."""
-    host = (request.host or "").lower()
-    host = host.rsplit(":", 1)[0] if not host.startswith("[") else host
-    cache = request.app[DOMAINS]
-    found, cached = cache.lookup(host)
-    if found:
-        return str(cached or "")
-    try:
-        async with request.app[PG].acquire() as conn:
-            row = await conn.fetchval(
-                "SELECT id FROM domains WHERE domain = $1 AND deleted_at IS NULL AND is_verified", host
-            )
-    except OSError:
-        BACKEND_FALLBACK.labels("postgres").inc()
-        return ""
-    domain_id = str(row) if row else ""
-    cache.set(host, domain_id)
-    return domain_id
-
-
-def _compiled_rules(link: CachedLink) -> CompiledRules | None:
-    if not link.rules:
-        return None
-    found, entry = _compiled.lookup(link.id)
-    if found and entry is not None and entry[0] == id(link.rules):
-        return entry[1]
-    compiled = compile_rules(
-        Rule(
-            id=str(r["id"]), rule_type=r["rule_type"], priority=int(r.get("priority") or 0),
-            conditions=r.get("conditions") or {}, destination_url=r.get("destination_url") or "",
-            weight=r.get("weight"),
-        )
-        for r in link.rules
-    )
-    _compiled.set(link.id, (id(link.rules), compiled))
-    return compiled
-
-
-def _destination(url: str, link: CachedLink, query: str) -> str:
-    """Append the link's UTM parameters and, when enabled, the visitor's query string."""
-    extra: list[tuple[str, str]] = list(link.utm.items())
-    if link.forward_query and query:
-        extra.extend(parse_qsl(query, keep_blank_values=True))
-    if not extra:
-        return url
-    parts = urlsplit(url)
-    existing = parse_qsl(parts.query, keep_blank_values=True)
-    present = {k for k, _ in existing}
-    merged = existing + [(k, v) for k, v in extra if k not in present]
-    return urlunsplit(parts._replace(query=urlencode(merged)))
-
-
-def _client_ip(request: web.Request) -> str:
-    return request.remote or ""
-
-
-async def _admit(request: web.Request, link: CachedLink) -> bool:
-    """Exact max_clicks admission: one atomic Redis INCR, only for capped links."""
-    if link.max_clicks is None:
-        return True
-    try:
-        admitted = await request.app[REDIS].incr(request.app[KEYS].link_admitted(link.id))
-    except RedisError:
-        BACKEND_FALLBACK.labels("redis").inc()
-        return False
-    return int(admitted) <= link.max_clicks
-
-
-@routes.get("/{code:[^/]+/?}")  # GET also answers HEAD; one trailing slash is tolerated
+@routes.get(PATH)  # GET also answers HEAD (a preview; the worker classifies it)
 async def redirect(request: web.Request) -> web.StreamResponse:
+    return await _timed(request)
+
+
+@routes.post(PATH)  # the password form posts back to the link's own URL
+async def unlock(request: web.Request) -> web.StreamResponse:
+    return await _timed(request)
+
+
+async def _timed(request: web.Request) -> web.StreamResponse:
     started = time.perf_counter()
-    outcome = "redirect"
+    outcome = "error"
     try:
-        response, outcome = await _redirect(request)
+        response, outcome = await _answer(request)
         return response
+    except ServiceUnavailable:
+        return pages.unavailable()
     finally:
         REDIRECT_LATENCY.labels(outcome).observe(time.perf_counter() - started)
 
 
-async def _redirect(request: web.Request) -> tuple[web.StreamResponse, str]:
-    app = request.app
-    code = request.match_info["code"].rstrip("/")
-    domain_id = await _domain_id(request)
+def short_code(path_code: str) -> str | None:
+    """The code of a decoded path segment: `abc/` and `abc ` (a pasted %20) mean `abc`."""
+    code = path_code.rstrip("/").strip()
+    if not code or len(code) > MAX_CODE_LENGTH:
+        return None
     try:
-        link, tier = await app[RESOLVER].resolve(code, domain_id)
-    except OSError:
-        BACKEND_FALLBACK.labels("postgres").inc()
-        return _page(503, "Temporarily unavailable", "Please try again in a moment."), "error"
-    LINK_CACHE.labels(tier).inc()
+        code.encode("utf-8")  # lone surrogates from undecodable percent-escapes
+    except UnicodeEncodeError:
+        return None
+    return code
+
+
+async def _answer(request: web.Request) -> tuple[web.StreamResponse, str]:
+    app = request.app
+    settings = app[SETTINGS]
+    resolver = app[RESOLVER]
     now = time.time()
-    if link is None or not link.is_active:
-        NOT_FOUND.inc()
-        return _page(404, "Link not found", "This short link does not exist."), "not_found"
-    if link.expires_at is not None and now >= link.expires_at:
-        return _page(410, "Link expired", "This short link has expired."), "expired"
-    if not await _admit(request, link):
-        return _page(410, "Link unavailable", "This short link has reached its click limit."), "exhausted"
+    ip = client_ip(
+        request.remote,
+        request.headers.get("X-Forwarded-For"),
+        trust_proxy_headers=settings.trust_proxy_headers,
+        trusted_proxies=settings.trusted_proxies,
+    )
+    host = request.host or ""
+    domain = DEFAULT_DOMAIN
+    if normalize_host(host) != normalize_host(settings.default_domain):
+        domain = await resolver.domain(host)
+    code = short_code(request.match_info["code"])
+    resolved: ResolvedLink | None = None
+    if code is not None:
+        resolved, tier = await resolver.resolve(code, domain.id)
+        LINK_CACHE.labels(tier).inc()
+    state = link_state(resolved.link if resolved else None, now)
+    if resolved is None or state is not LinkState.OK:
+        return await _unavailable_link(request, ip, domain, state)
+    link = resolved.link
     ua = request.headers.get("User-Agent", "")
-    ip = _client_ip(request)
-    visitor = app[VISITORS].at(ip, ua, now)
-    target, rule_id, variant = link.url, "", ""
-    compiled = _compiled_rules(link)
-    if compiled is not None:
-        ctx_fields: dict[str, Any] = {}
-        if needs_device(compiled):
-            info = parse_user_agent(ua)
-            ctx_fields.update(device_type=info.device_type, os=info.os, browser=info.browser)
-        if needs_geo(compiled):
-            geo = app[GEO].lookup(ip)
-            ctx_fields.update(country=geo.country_code, region=geo.region, city=geo.city)
-        decision = evaluate(
-            compiled, link.url,
-            RequestContext(
-                now=datetime.fromtimestamp(now, UTC), visitor_id=visitor,
-                referer=request.headers.get("Referer", ""),
-                accept_language=request.headers.get("Accept-Language", ""), **ctx_fields,
-            ),
+    visit = Visit(request, now, ip, ua, app[VISITORS].at(ip, ua, now), dict(request.cookies))
+
+    unlocked_by_post = False
+    if link.password_hash:
+        gate = await _password_gate(visit, resolved)
+        if gate is not None:
+            return gate, "password"
+        unlocked_by_post = request.method == "POST"
+
+    target, rule_id, variant = await _decide(visit, resolved)
+    if host_blocked(target, settings.blocked_hosts):
+        return pages.blocked(), "blocked"
+    try:
+        if not await admit(app[REDIS], app[KEYS], link):
+            return _domain_fallback(domain, pages.exhausted(), for_missing=False), "exhausted"
+    except RedisError as exc:
+        # Exactness over availability: a capped link is not served while its counter is unknown.
+        resolver.redis_failed(exc)
+        return pages.unavailable(), "error"
+
+    location = _destination(target, resolved, request.query_string)
+    _emit_click(visit, resolved, location, rule_id, variant)
+    # After a POST the browser must GET the destination: 303, never a 307/308 that re-posts.
+    status = 303 if request.method == "POST" else link.redirect_type
+    response = web.Response(status=status, headers={"Location": location, "Cache-Control": pages.NO_STORE})
+    if unlocked_by_post and link.password_hash:
+        response.set_cookie(
+            ACCESS_COOKIE,
+            sign_access(settings.secret_key, link.id, link.password_hash, now),
+            max_age=ACCESS_TTL_SECONDS,
+            path=_cookie_path(link.short_code),
+            httponly=True,
+            samesite="Lax",
+            secure=request.secure,
         )
-        target, rule_id, variant = decision.destination, decision.rule_id, decision.variant
-    location = _destination(target, link, request.query_string)
+    if rule_id and variant and visit.cookies.get(AB_COOKIE_PREFIX + rule_id) != variant:
+        response.set_cookie(
+            AB_COOKIE_PREFIX + rule_id,
+            variant,
+            max_age=AB_COOKIE_MAX_AGE,
+            path=_cookie_path(link.short_code),
+            httponly=True,
+            samesite="Lax",
+            secure=request.secure,
+        )
+    return response, "redirect"
+
+
+async def _unavailable_link(
+    request: web.Request, ip: str, domain: DomainInfo, state: LinkState
+) -> tuple[web.StreamResponse, str]:
+    if state is LinkState.EXPIRED:
+        return _domain_fallback(domain, pages.expired(), for_missing=False), "expired"
+    NOT_FOUND.inc()
+    app = request.app
+    refused = await _rate_limited(request, ip, "not_found", app[SETTINGS].not_found_rate_limit)
+    if refused is not None:
+        return refused, "rate_limited"
+    return _domain_fallback(domain, pages.not_found(), for_missing=True), "not_found"
+
+
+async def _rate_limited(request: web.Request, ip: str, endpoint: str, limit: int) -> web.Response | None:
+    """The 429 page once `ip` went over `limit` per minute on `endpoint`; fails open without Redis."""
+    resolver = request.app[RESOLVER]
+    if not resolver.redis_available:
+        return None
+    try:
+        decision = await request.app[LIMITER].hit(request.app[KEYS].rate_ip(ip, endpoint), limit)
+    except RedisError as exc:
+        resolver.redis_failed(exc)
+        return None
+    if decision.allowed:
+        return None
+    RATE_LIMITED.labels(endpoint).inc()
+    return pages.rate_limited(max(1, math.ceil(decision.retry_after)))
+
+
+def _domain_fallback(domain: DomainInfo, page: web.Response, *, for_missing: bool) -> web.Response:
+    """A custom domain's own pages: custom_404_url for missing links, default_redirect_url otherwise."""
+    url = domain.default_redirect_url
+    if for_missing:
+        url = domain.custom_404_url or domain.default_redirect_url
+    if not url:
+        return page
+    return web.Response(status=302, headers={"Location": url, "Cache-Control": pages.NO_STORE})
+
+
+async def _password_gate(visit: Visit, resolved: ResolvedLink) -> web.Response | None:
+    """None when the visitor may pass; otherwise the form, the form with an error, or a 429."""
+    link = resolved.link
+    assert link.password_hash is not None
+    app = visit.app
+    secret = app[SETTINGS].secret_key
+    if verify_access(secret, visit.cookies.get(ACCESS_COOKIE), link.id, link.password_hash, visit.now):
+        return None
+    if visit.request.method != "POST":
+        return pages.password_form()
+    # Counted before argon2 runs, so the limit also caps the CPU a guesser can burn.
+    refused = await _rate_limited(visit.request, visit.ip, "password", app[SETTINGS].password_rate_limit)
+    if refused is not None:
+        return refused
+    form = await visit.request.post()
+    password = form.get("password")
+    if not isinstance(password, str) or not password or len(password) > MAX_PASSWORD_LENGTH:
+        return pages.password_form(error=True)
+    # argon2 takes tens of milliseconds of CPU: keep it off the event loop.
+    if not await asyncio.to_thread(verify_password, link.password_hash, password):
+        return pages.password_form(error=True)
+    return None
+
+
+async def _decide(visit: Visit, resolved: ResolvedLink) -> tuple[str, str, str]:
+    """(destination, rule id, variant) from the link's rules, or its own URL."""
+    link, compiled = resolved.link, resolved.rules
+    if compiled is None or not compiled.rules:
+        return link.url, "", ""
+    app = visit.app
+    ctx: dict[str, Any] = {}
+    if needs_device(compiled):
+        info = parse_user_agent(visit.user_agent)
+        ctx.update(device_type=info.device_type, os=info.os, browser=info.browser)
+    if needs_geo(compiled):
+        geo = app[GEO].lookup(visit.ip)
+        ctx.update(country=geo.country_code, region=geo.region, city=geo.city)
+    observed = None
+    assigned: dict[str, str] = {}
+    if resolved.ab_rule_ids:
+        observed = await app[RESOLVER].ab_observed(link.id)
+        for rule_id in resolved.ab_rule_ids:
+            chosen = visit.cookies.get(AB_COOKIE_PREFIX + rule_id)
+            if chosen:
+                assigned[rule_id] = chosen
+    decision = evaluate(
+        compiled,
+        link.url,
+        RequestContext(
+            now=datetime.fromtimestamp(visit.now, UTC),
+            visitor_id=visit.visitor_id,
+            referer=visit.request.headers.get("Referer", ""),
+            accept_language=visit.request.headers.get("Accept-Language", ""),
+            ab_assigned=assigned,
+            **ctx,
+        ),
+        observed,
+    )
+    return decision.destination, decision.rule_id, decision.variant
+
+
+def _destination(url: str, resolved: ResolvedLink, query: str) -> str:
+    """Append the link's UTM parameters and, when enabled, the visitor's query string.
+
+    Parameters already in the destination win over the link's UTM, and both win over the
+    visitor's query, so a visitor cannot re-target a link; repeated visitor keys are kept."""
+    link = resolved.link
+    visitor = parse_qsl(query, keep_blank_values=True) if link.forward_query and query else []
+    if not link.utm and not visitor:
+        return url
+    parts = urlsplit(url)
+    merged = parse_qsl(parts.query, keep_blank_values=True)
+    taken = {k for k, _ in merged}
+    merged += [(k, v) for k, v in link.utm.items() if k not in taken]
+    taken |= link.utm.keys()
+    merged += [(k, v) for k, v in visitor if k not in taken]
+    return urlunsplit(parts._replace(query=urlencode(merged)))
+
+
+def _cookie_path(code: str) -> str:
+    return "/" + quote(code, safe="")
+
+
+def _emit_click(visit: Visit, resolved: ResolvedLink, location: str, rule_id: str, variant: str) -> None:
+    app, request, link = visit.app, visit.request, resolved.link
+    store_ip = app[SETTINGS].store_ip
+    # Without the IP in the click the worker cannot locate it, so the api does it here.
+    geo: GeoInfo = EMPTY_GEO if store_ip else app[GEO].lookup(visit.ip)
+    qr_code_id = scan_marker(request.query)  # a dynamic QR code's `?qr=` marker: a scan
+    if qr_code_id:
+        app[QR_SCANS].add((qr_code_id, link.id))
     app[EMITTER].emit(
         RawClick(
-            event_id=uuid.uuid4().hex, ts=now, link_id=link.id, workspace_id=link.workspace_id,
-            domain=request.host or "", short_code=link.short_code, destination=location,
-            rule_id=rule_id, variant=variant, method=request.method, ip=ip, user_agent=ua,
+            event_id=uuid.uuid4().hex,
+            ts=visit.now,
+            link_id=link.id,
+            workspace_id=link.workspace_id,
+            domain=request.host or "",
+            short_code=link.short_code,
+            destination=location,
+            rule_id=rule_id,
+            variant=variant,
+            method=request.method,
+            ip=visit.ip if store_ip else "",
+            user_agent=visit.user_agent,
             referer=request.headers.get("Referer", ""),
-            accept_language=request.headers.get("Accept-Language", ""), visitor_id=visitor,
+            accept_language=request.headers.get("Accept-Language", ""),
+            visitor_id=visit.visitor_id,
             utm=extract_utm(request.query),
+            country_code=geo.country_code,
+            region=geo.region,
+            city=geo.city,
+            kind="qr" if qr_code_id else "redirect",
+            qr_code_id=qr_code_id,
         )
     )
-    response = web.Response(status=link.redirect_type, headers={"Location": location, "Cache-Control": NO_STORE})
-    return response, "redirect"
+
+
+def count_fallback(backend: str) -> None:
+    BACKEND_FALLBACK.labels(backend).inc()

@@ -3,6 +3,8 @@
 A change anywhere is announced on a Redis pub/sub channel (by the worker's link-change agent),
 and every api replica drops the entry from its LRU; Redis entries are deleted by the agent.
 PostgreSQL down → whatever the caches hold is served; Redis down → PostgreSQL directly.
+A link's active rules travel inside its cache entry (one key, `link:{short_code}`), so a link
+and its rules can never be read from two different versions.
 """
 
 from __future__ import annotations
@@ -10,20 +12,39 @@ from __future__ import annotations
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Generic, Literal, TypeVar
 
 import asyncpg
 import redis.asyncio as redis
 from redis.exceptions import RedisError
 
+from engine.errors import ServiceUnavailable
 from engine.links.models import CachedLink
 from engine.links.repository import load_cached_link
 from engine.naming import RedisKeys
+from engine.rules.evaluator import CompiledRules, compile_rules
+from engine.rules.models import Rule
 
 log = logging.getLogger(__name__)
 
 Tier = Literal["lru", "redis", "postgres", "miss", "stale"]
+Backend = Literal["redis", "postgres"]
 _MISSING = b"\x00missing"
+# Errors that mean "PostgreSQL does not answer" (refused, reset, terminated, timed out, closed pool).
+PG_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.InterfaceError,
+    asyncpg.ObjectNotInPrerequisiteStateError,
+)
+# After a Redis error the resolver goes straight to PostgreSQL for this long (no timeout per request).
+REDIS_RETRY_SECONDS = 1.0
+NEGATIVE_TTL_SECONDS = 5
+AB_OBSERVED_TTL_SECONDS = 2.0
 K = TypeVar("K")
 V = TypeVar("V")
 
@@ -60,6 +81,57 @@ class TTLCache(Generic[K, V]):
         self._data.clear()
 
 
+@dataclass(frozen=True, slots=True)
+class DomainInfo:
+    """The domain a request's Host names; id "" is the platform's default domain."""
+
+    id: str = ""
+    default_redirect_url: str | None = None
+    custom_404_url: str | None = None
+
+
+DEFAULT_DOMAIN = DomainInfo()
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedLink:
+    """A cached link with its rules compiled once per load, not once per request."""
+
+    link: CachedLink
+    rules: CompiledRules | None
+
+    @classmethod
+    def of(cls, link: CachedLink) -> ResolvedLink:
+        if not link.rules:
+            return cls(link, None)
+        rules = compile_rules(
+            Rule(
+                id=str(r["id"]),
+                rule_type=r["rule_type"],
+                priority=int(r.get("priority") or 0),
+                conditions=r.get("conditions") or {},
+                destination_url=r.get("destination_url") or "",
+                weight=r.get("weight"),
+            )
+            for r in link.rules
+        )
+        return cls(link, rules)
+
+    @property
+    def ab_rule_ids(self) -> tuple[str, ...]:
+        return tuple(r.id for r in self.rules.rules if r.variants) if self.rules else ()
+
+
+def normalize_host(host: str) -> str:
+    """`Example.COM.:8443` → `example.com`; `[::1]:80` → `[::1]`."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        host = host.split("]", 1)[0] + "]"
+    else:
+        host = host.rsplit(":", 1)[0]
+    return host.rstrip(".")
+
+
 class LinkResolver:
     def __init__(
         self,
@@ -70,48 +142,128 @@ class LinkResolver:
         redis_ttl: int = 300,
         lru_ttl: float = 5.0,
         lru_size: int = 50_000,
+        on_fallback: Callable[[Backend], None] | None = None,
     ) -> None:
         self.pool = pool
         self.redis = client
         self.keys = keys
         self.redis_ttl = redis_ttl
+        self._on_fallback = on_fallback or (lambda backend: None)
+        self._redis_retry_at = 0.0
         # Stale entries are kept (not served) so PostgreSQL outages can fall back to them.
-        self.lru: TTLCache[tuple[str, str], CachedLink | None] = TTLCache(lru_size, lru_ttl)
+        self.lru: TTLCache[tuple[str, str], ResolvedLink | None] = TTLCache(lru_size, lru_ttl)
+        self.domains: TTLCache[str, DomainInfo] = TTLCache(10_000, 30.0)
+        self._observed: TTLCache[str, dict[str, dict[str, int]]] = TTLCache(50_000, AB_OBSERVED_TTL_SECONDS)
 
     def invalidate(self, short_code: str, domain_id: str = "") -> None:
         self.lru.pop((domain_id, short_code))
 
-    async def resolve(self, short_code: str, domain_id: str = "") -> tuple[CachedLink | None, Tier]:
+    def clear(self) -> None:
+        self.lru.clear()
+        self.domains.clear()
+
+    @property
+    def redis_available(self) -> bool:
+        return time.monotonic() >= self._redis_retry_at
+
+    def redis_failed(self, exc: Exception) -> None:
+        """Note a Redis error: count the fallback and skip Redis briefly."""
+        if self.redis_available:
+            log.warning("redis unavailable on redirect path error=%s", exc)
+        self._redis_retry_at = time.monotonic() + REDIS_RETRY_SECONDS
+        self._on_fallback("redis")
+
+    async def resolve(self, short_code: str, domain_id: str = "") -> tuple[ResolvedLink | None, Tier]:
+        """The link for (domain, code), or None if there is none; ServiceUnavailable if unknown."""
         key = (domain_id, short_code)
         found, hit = self.lru.lookup(key)
         if found:
             return hit, "lru"
         redis_key = self.keys.link(short_code, domain_id)
-        redis_ok = True
-        try:
-            cached = await self.redis.get(redis_key)
-        except RedisError:
-            redis_ok = False
-            cached = None
+        cached = await self._redis_get(redis_key)
         if cached is not None:
-            link = None if cached == _MISSING else CachedLink.loads(cached)
-            self.lru.set(key, link)
-            return link, "redis"
+            resolved = None if cached == _MISSING else ResolvedLink.of(CachedLink.loads(cached))
+            self.lru.set(key, resolved)
+            return resolved, "redis"
         try:
             async with self.pool.acquire() as conn:
                 link = await load_cached_link(conn, short_code, domain_id or None)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except PG_UNAVAILABLE as exc:
+            self._on_fallback("postgres")
             found, stale = self.lru.lookup(key, allow_stale=True)
-            log.warning("postgres unavailable on resolve code=%s error=%s", short_code, exc)
+            log.warning("postgres unavailable on resolve code=%s stale=%s error=%s", short_code, found, exc)
             if found:
                 return stale, "stale"
-            raise
-        if redis_ok:
+            raise ServiceUnavailable("link storage is unavailable") from exc
+        # Unknown codes are cached briefly too, so a scan of random codes cannot hammer PG.
+        value = link.dumps() if link else _MISSING
+        await self._redis_set(redis_key, value, self.redis_ttl if link else NEGATIVE_TTL_SECONDS)
+        resolved = ResolvedLink.of(link) if link else None
+        self.lru.set(key, resolved, None if link else 1.0)
+        return resolved, "postgres" if link else "miss"
+
+    async def domain(self, host: str) -> DomainInfo:
+        """The verified custom domain named by `host`, else the default domain."""
+        host = normalize_host(host)
+        found, cached = self.domains.lookup(host)
+        if found and cached is not None:
+            return cached
+        try:
+            async with self.pool.acquire() as conn:
+                row = await conn.fetchrow(
+                    "SELECT id, default_redirect_url, custom_404_url FROM domains"
+                    " WHERE domain = $1 AND deleted_at IS NULL AND is_verified",
+                    host,
+                )
+        except PG_UNAVAILABLE as exc:
+            self._on_fallback("postgres")
+            found, stale = self.domains.lookup(host, allow_stale=True)
+            if found and stale is not None:
+                return stale
+            # Guessing "default domain" could serve another tenant's link under this host.
+            raise ServiceUnavailable("domain storage is unavailable") from exc
+        info = DEFAULT_DOMAIN
+        if row is not None:
+            info = DomainInfo(str(row["id"]), row["default_redirect_url"], row["custom_404_url"])
+        self.domains.set(host, info)
+        return info
+
+    async def ab_observed(self, link_id: str) -> dict[str, dict[str, int]] | None:
+        """The worker's observed A/B split {rule_id: {variant: visits}}, cached for a few seconds."""
+        found, cached = self._observed.lookup(link_id)
+        if found:
+            return cached
+        if not self.redis_available:
+            return None
+        try:
+            raw = await self.redis.hgetall(self.keys.ab_observed(link_id))  # type: ignore[misc]
+        except RedisError as exc:
+            self.redis_failed(exc)
+            return None
+        observed: dict[str, dict[str, int]] = {}
+        for field, count in raw.items():
+            rule_id, _, variant = (field.decode() if isinstance(field, bytes) else str(field)).partition(":")
             try:
-                # Unknown codes are cached briefly too, so a scan of random codes cannot hammer PG.
-                value = link.dumps() if link else _MISSING
-                await self.redis.set(redis_key, value, ex=self.redis_ttl if link else 5)
-            except RedisError:
-                pass
-        self.lru.set(key, link, None if link else 1.0)
-        return link, "postgres" if link else "miss"
+                observed.setdefault(rule_id, {})[variant] = int(count)
+            except ValueError:
+                continue
+        self._observed.set(link_id, observed)
+        return observed
+
+    async def _redis_get(self, key: str) -> bytes | None:
+        if not self.redis_available:
+            return None
+        try:
+            value: bytes | None = await self.redis.get(key)
+        except RedisError as exc:
+            self.redis_failed(exc)
+            return None
+        return value
+
+    async def _redis_set(self, key: str, value: bytes, ttl: int) -> None:
+        if not self.redis_available:
+            return
+        try:
+            await self.redis.set(key, value, ex=ttl)
+        except RedisError as exc:
+            self.redis_failed(exc)
