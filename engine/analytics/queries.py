@@ -1,13 +1,22 @@
 """Named ClickHouse analytics queries.
 
-Each query is a plain function of a clickhouse-connect client and validated parameters, so the
-api can run it directly (production, ClickHouse over HTTP) or ask the worker that owns the
-embedded chDB engine to run it by name (`linkrift dev`).
+Each query is a plain function of a clickhouse-connect client and raw parameters, which it
+validates itself, so the api can run it directly (production, ClickHouse over HTTP) or ask the
+worker that owns the embedded chDB engine to run it by name (`linkrift dev`). Every query filters
+by workspace_id: tenancy is part of the query, not of the caller.
+
+Counting conventions (docs/analytics.md):
+  * the window is half-open, [from, to); naive times and dates are read in the requested tz;
+  * unique visitors are exact (uniqExact) over the whole window; an empty visitor_id is not a
+    visitor;
+  * human = neither bot nor preview; breakdowns count human clicks; the traffic breakdown splits
+    every click into exactly one class: preview, else bot, else human.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -18,93 +27,281 @@ from clickhouse_connect.driver.client import Client
 from engine.errors import ValidationFailed
 from engine.naming import CH_CLICKS
 
-INTERVALS = {"hour": "toStartOfHour", "day": "toStartOfDay"}
+INTERVALS = ("hour", "day")
 MAX_RANGE = timedelta(days=3 * 366)
+# Hour buckets are zero-filled, so the window bounds the response size: 92 days = 2208 buckets.
+MAX_HOUR_RANGE = timedelta(days=92)
+DEFAULT_LIMIT = 10
+MAX_LIMIT = 100
+DEFAULT_EXPORT_ROWS = 100_000
+MAX_EXPORT_ROWS = 1_000_000
+MAX_PAGE_ROWS = 10_000
+
+# Breakdown name -> clickhouse_analytics column.
+DIMENSIONS: dict[str, str] = {
+    "country": "country_code",
+    "region": "region",
+    "city": "city",
+    "device_type": "device_type",
+    "browser": "browser",
+    "os": "os",
+    "referer_domain": "referer_domain",
+    "utm_source": "utm_source",
+    "utm_medium": "utm_medium",
+    "utm_campaign": "utm_campaign",
+}
+TRAFFIC_CLASSES = ("human", "bot", "preview")
+
+# Raw click export: never ip, user agent or visitor id.
+EXPORT_COLUMNS = (
+    "clicked_at", "country", "region", "city", "device", "browser", "os", "referer_domain",
+    "utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content", "is_bot", "is_preview",
+)  # fmt: skip
+_EXPORT_SELECT = (
+    "country_code, region, city, device_type, browser, os, referer_domain, "
+    "utm_source, utm_medium, utm_campaign, utm_term, utm_content, is_bot, is_preview"
+)
+_HUMAN = "is_bot = 0 AND is_preview = 0"
 
 
-def _uuid(value: Any, field: str) -> str:
+def parse_uuid(value: Any, field: str) -> str:
     try:
         return str(UUID(str(value)))
     except ValueError:
         raise ValidationFailed(f"{field} must be a UUID", field=field) from None
 
 
-def _time(value: Any, field: str, default: datetime) -> datetime:
+def parse_tz(value: Any) -> ZoneInfo:
+    name = str(value) if value not in (None, "") else "UTC"
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValidationFailed("tz must be an IANA time zone such as Europe/Paris", field="tz") from None
+
+
+def parse_time(value: Any, field: str, tz: ZoneInfo) -> datetime | None:
+    """ISO-8601 date or datetime; without an offset it is a wall time in `tz`."""
     if value in (None, ""):
-        return default
+        return None
     try:
         dt = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
     except ValueError:
         raise ValidationFailed(f"{field} must be an ISO-8601 date or datetime", field=field) from None
-    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+    return (dt if dt.tzinfo else dt.replace(tzinfo=tz)).astimezone(UTC)
 
 
-def window_params(params: dict[str, Any]) -> dict[str, Any]:
-    """Validate the common window parameters: from, to, interval, tz."""
-    now = datetime.now(UTC)
-    end = _time(params.get("to"), "to", now)
-    start = _time(params.get("from"), "from", end - timedelta(days=30))
+def parse_int(value: Any, field: str, default: int, low: int, high: int) -> int:
+    if value in (None, ""):
+        return default
+    try:
+        number = int(str(value))
+    except ValueError:
+        raise ValidationFailed(f"{field} must be an integer", field=field) from None
+    if not low <= number <= high:
+        raise ValidationFailed(f"{field} must be between {low} and {high}", field=field)
+    return number
+
+
+@dataclass(frozen=True)
+class Window:
+    start: datetime  # UTC, inclusive
+    end: datetime  # UTC, exclusive
+    interval: str
+    tz: ZoneInfo
+
+    def as_params(self) -> dict[str, str]:
+        """The window as raw parameters again (what a named query accepts)."""
+        return {
+            "from": self.start.isoformat(), "to": self.end.isoformat(),
+            "interval": self.interval, "tz": self.tz.key,
+        }  # fmt: skip
+
+    def buckets(self) -> list[str]:
+        """Every bucket label of the window in order, so the series can be zero-filled."""
+        if self.start >= self.end:
+            return []
+        local_start = self.start.astimezone(self.tz)
+        if self.interval == "day":
+            first = local_start.date()
+            last = (self.end - timedelta(microseconds=1)).astimezone(self.tz).date()
+            return [(first + timedelta(days=i)).isoformat() for i in range((last - first).days + 1)]
+        # Step whole hours in UTC from the local hour start: correct across DST changes and for
+        # zones with half-hour offsets, where a local hour starts at :30 UTC.
+        at = local_start.replace(minute=0, second=0, microsecond=0).astimezone(UTC)
+        labels = []
+        while at < self.end:
+            labels.append(_hour_label(int(at.timestamp()), self.tz))
+            at += timedelta(hours=1)
+        return labels
+
+
+def _hour_label(epoch: int, tz: ZoneInfo) -> str:
+    return datetime.fromtimestamp(epoch, tz).isoformat()
+
+
+def parse_window(params: Mapping[str, Any], default_from: datetime | None = None) -> Window:
+    """Validate from, to, interval and tz. `to` defaults to now, `from` to `default_from` or 30 days."""
+    tz = parse_tz(params.get("tz"))
+    end = parse_time(params.get("to"), "to", tz) or datetime.now(UTC)
+    default_start = min(default_from, end) if default_from else end - timedelta(days=30)
+    start = parse_time(params.get("from"), "from", tz) or default_start
     if start > end:
-        raise ValidationFailed("from must be before to", field="from")
+        raise ValidationFailed("from must not be after to", field="from")
     if end - start > MAX_RANGE:
         raise ValidationFailed("the window may span at most 3 years", field="from")
     interval = params.get("interval") or "day"
     if interval not in INTERVALS:
         raise ValidationFailed("interval must be hour or day", field="interval")
-    tz = params.get("tz") or "UTC"
-    try:
-        ZoneInfo(str(tz))
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValidationFailed("tz must be an IANA time zone", field="tz") from None
-    return {"from": start, "to": end, "interval": interval, "tz": str(tz)}
+    if interval == "hour" and end - start > MAX_HOUR_RANGE:
+        raise ValidationFailed("hour buckets need a window of at most 92 days", field="interval")
+    return Window(start, end, str(interval), tz)
 
 
-def link_timeseries(client: Client, params: dict[str, Any]) -> dict[str, Any]:
-    """Clicks, uniques (exact over the whole window) and a time series for one link."""
-    link_id = _uuid(params.get("link_id"), "link_id")
-    workspace_id = _uuid(params.get("workspace_id"), "workspace_id")
-    w = window_params(params)
-    bucket = INTERVALS[w["interval"]]
-    query_params = {
-        "link": link_id, "ws": workspace_id, "start": w["from"], "end": w["to"], "tz": w["tz"],
-    }
+def parse_limit(value: Any) -> int:
+    return parse_int(value, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+
+
+def _scope(params: Mapping[str, Any], window: Window, *, link_required: bool) -> tuple[str, dict[str, Any]]:
+    """WHERE clause and bind parameters: the workspace always, the link when given."""
+    bind: dict[str, Any] = {
+        "ws": parse_uuid(params.get("workspace_id"), "workspace_id"),
+        "start": window.start, "end": window.end, "tz": window.tz.key,
+    }  # fmt: skip
     where = (
-        "workspace_id = {ws:UUID} AND link_id = {link:UUID} "
-        "AND clicked_at >= {start:DateTime64(3)} AND clicked_at < {end:DateTime64(3)}"
+        "workspace_id = {ws:UUID} "
+        "AND clicked_at >= {start:DateTime64(3, 'UTC')} AND clicked_at < {end:DateTime64(3, 'UTC')}"
     )
+    if link_required or params.get("link_id") not in (None, ""):
+        bind["link"] = parse_uuid(params.get("link_id"), "link_id")
+        where += " AND link_id = {link:UUID}"
+    return where, bind
+
+
+def _totals_and_series(client: Client, where: str, bind: dict[str, Any], window: Window) -> dict[str, Any]:
     totals = client.query(
-        f"""SELECT count(), uniqExact(visitor_id), uniqExactIf(visitor_id, is_bot = 0 AND is_preview = 0),
-                   countIf(is_bot = 0 AND is_preview = 0), countIf(is_bot = 1), countIf(is_preview = 1)
+        f"""SELECT count(), uniqExactIf(visitor_id, visitor_id != ''),
+                   uniqExactIf(visitor_id, {_HUMAN} AND visitor_id != ''),
+                   countIf({_HUMAN}), countIf(is_bot = 1), countIf(is_preview = 1)
             FROM {CH_CLICKS} WHERE {where}""",
-        parameters=query_params,
+        parameters=bind,
     ).result_rows[0]
-    series = client.query(
-        f"""SELECT {bucket}(clicked_at, {{tz:String}}) AS t, count(), uniqExact(visitor_id)
-            FROM {CH_CLICKS} WHERE {where} GROUP BY t ORDER BY t""",
-        parameters=query_params,
+    # Day buckets come back as local dates, hour buckets as the epoch of the local hour start
+    # (unambiguous, also for the repeated hour when DST ends).
+    bucket = (
+        "toString(toDate(clicked_at, {tz:String}))"
+        if window.interval == "day"
+        else "toUnixTimestamp(toStartOfHour(clicked_at, {tz:String}))"
+    )
+    rows = client.query(
+        f"""SELECT {bucket} AS t, count(), uniqExactIf(visitor_id, visitor_id != '')
+            FROM {CH_CLICKS} WHERE {where} GROUP BY t""",
+        parameters=bind,
     ).result_rows
-    key = "clicks_by_day" if w["interval"] == "day" else "clicks_by_hour"
+    found = {
+        (str(t) if window.interval == "day" else _hour_label(int(t), window.tz)): (int(c), int(u))
+        for t, c, u in rows
+    }
+    series = []
+    for label in window.buckets():
+        clicks, visitors = found.get(label, (0, 0))
+        series.append({"t": label, "clicks": clicks, "unique_visitors": visitors})
     return {
-        "from": w["from"].isoformat(),
-        "to": w["to"].isoformat(),
-        "interval": w["interval"],
-        "tz": w["tz"],
+        **window.as_params(),
         "clicks": int(totals[0]),
         "unique_visitors": int(totals[1]),
         "human_unique_visitors": int(totals[2]),
         "human_clicks": int(totals[3]),
         "bot_clicks": int(totals[4]),
         "preview_clicks": int(totals[5]),
-        key: [
-            {"t": (t.date().isoformat() if w["interval"] == "day" else t.isoformat()), "clicks": int(c), "unique": int(u)}
-            for t, c, u in series
-        ],
+        f"clicks_by_{window.interval}": series,
     }
+
+
+def _breakdowns(
+    client: Client, where: str, bind: dict[str, Any], limit: int
+) -> dict[str, list[dict[str, Any]]]:
+    # One scan for every dimension: each human click becomes one row per dimension, and
+    # LIMIT BY keeps the top `limit` values of each. Ties are broken by value, so results are stable.
+    pairs = ", ".join(f"('{name}', toString({column}))" for name, column in DIMENSIONS.items())
+    rows = client.query(
+        f"""SELECT d.1 AS dimension, d.2 AS value, count() AS clicks,
+                   uniqExactIf(visitor_id, visitor_id != '') AS visitors
+            FROM {CH_CLICKS} ARRAY JOIN [{pairs}] AS d
+            WHERE {where} AND {_HUMAN}
+            GROUP BY dimension, value
+            ORDER BY dimension, clicks DESC, value
+            LIMIT {{limit:UInt32}} BY dimension""",
+        parameters={**bind, "limit": limit},
+    ).result_rows
+    result: dict[str, list[dict[str, Any]]] = {name: [] for name in DIMENSIONS}
+    for dimension, value, clicks, visitors in rows:
+        result[str(dimension)].append(
+            {"value": str(value), "clicks": int(clicks), "unique_visitors": int(visitors)}
+        )
+    traffic = client.query(
+        f"""SELECT multiIf(is_preview = 1, 'preview', is_bot = 1, 'bot', 'human') AS class, count(),
+                   uniqExactIf(visitor_id, visitor_id != '')
+            FROM {CH_CLICKS} WHERE {where} GROUP BY class""",
+        parameters=bind,
+    ).result_rows
+    by_class = {str(c): {"clicks": int(n), "unique_visitors": int(u)} for c, n, u in traffic}
+    result["traffic"] = [
+        {"value": c, **by_class.get(c, {"clicks": 0, "unique_visitors": 0})} for c in TRAFFIC_CLASSES
+    ]
+    return result
+
+
+def analytics_report(client: Client, params: dict[str, Any]) -> dict[str, Any]:
+    """Totals, a zero-filled series and top-N breakdowns for a workspace, or one of its links."""
+    window = parse_window(params)
+    limit = parse_limit(params.get("limit"))
+    where, bind = _scope(params, window, link_required=False)
+    report = _totals_and_series(client, where, bind, window)
+    report["limit"] = limit
+    report["breakdowns"] = _breakdowns(client, where, bind, limit)
+    return report
+
+
+def link_timeseries(client: Client, params: dict[str, Any]) -> dict[str, Any]:
+    """Clicks, uniques (exact over the whole window) and a zero-filled series for one link."""
+    window = parse_window(params)
+    where, bind = _scope(params, window, link_required=True)
+    return _totals_and_series(client, where, bind, window)
+
+
+def link_clicks_page(client: Client, params: dict[str, Any]) -> dict[str, Any]:
+    """One page of a link's raw clicks for CSV export, in (clicked_at, event_id) order.
+
+    `after` is the cursor the previous page returned; keyset paging keeps every page an index
+    range scan however deep the export goes.
+    """
+    window = parse_window(params)
+    where, bind = _scope(params, window, link_required=True)
+    bind["rows"] = parse_int(params.get("rows"), "rows", 1000, 1, MAX_PAGE_ROWS)
+    after = params.get("after")
+    if after:
+        ts, _, event_id = str(after).partition("|")
+        where += (
+            " AND (clicked_at, event_id) > (toDateTime64({after_ts:String}, 3, 'UTC'), {after_id:String})"
+        )
+        bind.update(after_ts=ts, after_id=event_id)
+    rows = client.query(
+        f"""SELECT toString(clicked_at), event_id, {_EXPORT_SELECT}
+            FROM {CH_CLICKS} WHERE {where}
+            ORDER BY clicked_at, event_id LIMIT {{rows:UInt32}}""",
+        parameters=bind,
+    ).result_rows
+    out = [
+        [ts.replace(" ", "T") + "Z", *rest[:-2], bool(rest[-2]), bool(rest[-1])]
+        for ts, _event_id, *rest in rows
+    ]
+    cursor = f"{rows[-1][0]}|{rows[-1][1]}" if len(rows) == bind["rows"] else None
+    return {"columns": list(EXPORT_COLUMNS), "rows": out, "next": cursor}
 
 
 def link_click_count(client: Client, params: dict[str, Any]) -> dict[str, Any]:
     """Row count for one link, all time (used by tests and reconciliation)."""
-    link_id = _uuid(params.get("link_id"), "link_id")
+    link_id = parse_uuid(params.get("link_id"), "link_id")
     n = client.query(
         f"SELECT count(), uniqExact(event_id) FROM {CH_CLICKS} WHERE link_id = {{link:UUID}}",
         parameters={"link": link_id},
@@ -117,7 +314,9 @@ def ping(client: Client, params: dict[str, Any]) -> dict[str, Any]:
 
 
 QUERIES: dict[str, Callable[[Client, dict[str, Any]], dict[str, Any]]] = {
+    "analytics_report": analytics_report,
     "link_timeseries": link_timeseries,
+    "link_clicks_page": link_clicks_page,
     "link_click_count": link_click_count,
     "ping": ping,
 }
