@@ -1,0 +1,383 @@
+"""Bio pages: management API (pages, buttons, themes) and the public pages at `/@{slug}`.
+
+A button links to `/@{slug}/l/{bio_link_id}`, which redirects to its URL, emits a RawClick of
+kind "bio" through the click pipeline and counts the click (batched into click_count).
+On a verified custom domain only that domain's workspace's pages are served.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
+
+from api.auth import principal
+from api.counters import CounterBuffer, run_periodically
+from api.errors import json_response
+from api.links import parse_model, read_json
+from api.state import EMITTER, PG, SETTINGS, VISITORS
+from engine.auth.permissions import Action
+from engine.bio import repository
+from engine.bio.css import sanitize_css
+from engine.bio.render import PageButton, render_bio_page
+from engine.bio.validation import aware, validate_colors, validate_font, validate_slug, validate_window
+from engine.clicks.models import RawClick
+from engine.domains.hostnames import validate_optional_url
+from engine.domains.repository import workspace_for_host
+from engine.errors import ValidationFailed
+from engine.links.urls import validate_destination
+from engine.records import record_to_json
+
+routes = web.RouteTableDef()
+public_routes = web.RouteTableDef()
+CLICKS = web.AppKey("bio_clicks", CounterBuffer[str])
+PAGE_CACHE = "public, max-age=30"
+# The page needs inline styles and images only; nothing may run, frame it or post anywhere.
+PAGE_CSP = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src https: http: data:; "
+    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+
+
+class PageUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    slug: str | None = None
+    title: str | None = Field(None, min_length=1, max_length=255)
+    bio: str | None = Field(None, max_length=2000)
+    avatar_url: str | None = Field(None, max_length=500)
+    theme_id: UUID | None = None
+    custom_css: str | None = None
+    meta_title: str | None = Field(None, max_length=100)
+    meta_description: str | None = Field(None, max_length=300)
+    og_image_url: str | None = Field(None, max_length=500)
+    is_published: bool | None = None
+
+
+class PageCreate(PageUpdate):
+    slug: str
+    title: str = Field(min_length=1, max_length=255)
+
+
+class LinkUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    title: str | None = Field(None, min_length=1, max_length=255)
+    url: str | None = None
+    icon: str | None = Field(None, max_length=50)
+    position: int | None = Field(None, ge=0, le=100_000)
+    is_visible: bool | None = None
+    visible_from: datetime | None = None
+    visible_until: datetime | None = None
+
+
+class LinkCreate(LinkUpdate):
+    title: str = Field(min_length=1, max_length=255)
+    url: str
+
+
+class Reorder(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    link_ids: list[UUID] = Field(max_length=1000)
+
+
+class ThemeUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(None, min_length=1, max_length=100)
+    colors: dict[str, Any] | None = None
+    font: dict[str, Any] | None = None
+
+
+class ThemeCreate(ThemeUpdate):
+    name: str = Field(min_length=1, max_length=100)
+
+
+def setup(app: web.Application) -> None:
+    app[CLICKS] = CounterBuffer("bio_clicks", repository.add_click_counts)
+    app.cleanup_ctx.append(run_periodically(CLICKS))
+    app.add_routes(routes)
+    app.add_routes(public_routes)
+
+
+def _uuid(request: web.Request, name: str) -> str:
+    try:
+        return str(UUID(request.match_info[name]))
+    except ValueError:
+        raise ValidationFailed(f"{name.replace('_', ' ')} must be a UUID", field=name) from None
+
+
+_NOT_NULL = ("slug", "title", "is_published", "url", "is_visible", "position", "name", "colors", "font")
+
+
+def _clean(changes: dict[str, Any], settings_blocklist: list[str]) -> dict[str, Any]:
+    """Validate and normalise the set fields of any bio request model into column values."""
+    out: dict[str, Any] = {}
+    for key, value in changes.items():
+        if value is None and key in _NOT_NULL:
+            raise ValidationFailed(f"{key} cannot be null", field=key)
+        if key == "slug":
+            value = validate_slug(value)
+        elif key in ("avatar_url", "og_image_url"):
+            value = validate_optional_url(value, field=key)
+        elif key == "url":
+            value = validate_destination(value, field="url", blocklist=settings_blocklist)
+        elif key == "custom_css":
+            value = sanitize_css(value)
+        elif key == "theme_id" and value is not None:
+            value = str(value)
+        elif key in ("visible_from", "visible_until"):
+            value = aware(value)
+        elif key == "colors":
+            value = validate_colors(value)
+        elif key == "font":
+            value = validate_font(value)
+        out[key] = value
+    if "visible_from" in out or "visible_until" in out:
+        validate_window(out.get("visible_from"), out.get("visible_until"))
+    return out
+
+
+def _page_json(row: asyncpg.Record, base_url: str) -> dict[str, Any]:
+    return {**record_to_json(row), "url": f"{base_url.rstrip('/')}/@{row['slug']}"}
+
+
+# Pages -----------------------------------------------------------------------------------------
+
+
+@routes.post("/api/v1/bio-pages")
+async def create_page(request: web.Request) -> web.Response:
+    who = await principal(request, Action.BIO_MANAGE)
+    settings = request.app[SETTINGS]
+    fields = _clean(
+        parse_model(PageCreate, await read_json(request)).model_dump(exclude_unset=True),
+        settings.blocked_hosts,
+    )
+    async with request.app[PG].acquire() as conn:
+        row = await repository.create_page(conn, who.workspace_id, fields)
+    return json_response(_page_json(row, settings.public_base_url), 201)
+
+
+@routes.get("/api/v1/bio-pages")
+async def list_pages(request: web.Request) -> web.Response:
+    who = await principal(request, Action.LINK_READ)
+    async with request.app[PG].acquire() as conn:
+        rows = await repository.list_pages(conn, who.workspace_id)
+    base = request.app[SETTINGS].public_base_url
+    return json_response({"bio_pages": [_page_json(r, base) for r in rows]})
+
+
+@routes.get("/api/v1/bio-pages/{page_id}")
+async def get_page(request: web.Request) -> web.Response:
+    who = await principal(request, Action.LINK_READ)
+    async with request.app[PG].acquire() as conn:
+        row = await repository.get_page(conn, who.workspace_id, _uuid(request, "page_id"))
+    return json_response(_page_json(row, request.app[SETTINGS].public_base_url))
+
+
+@routes.patch("/api/v1/bio-pages/{page_id}")
+async def update_page(request: web.Request) -> web.Response:
+    who = await principal(request, Action.BIO_MANAGE)
+    settings = request.app[SETTINGS]
+    page_id = _uuid(request, "page_id")
+    changes = _clean(
+        parse_model(PageUpdate, await read_json(request)).model_dump(exclude_unset=True),
+        settings.blocked_hosts,
+    )
+    async with request.app[PG].acquire() as conn:
+        row = await repository.update_page(conn, who.workspace_id, page_id, changes)
+    return json_response(_page_json(row, settings.public_base_url))
+
+
+@routes.delete("/api/v1/bio-pages/{page_id}")
+async def delete_page(request: web.Request) -> web.Response:
+    who = await principal(request, Action.BIO_MANAGE)
+    async with request.app[PG].acquire() as conn:
+        await repository.delete_page(conn, who.workspace_id, _uuid(request, "page_id"))
+    return web.Response(status=204)
+
+
+# Buttons ---------------------------------------------------------------------------------------
+
+
+@routes.post("/api/v1/bio-pages/{page_id}/links")
+async def create_link(request: web.Request) -> web.Response:
+    who = await principal(request, Action.BIO_MANAGE)
+    page_id = _uuid(request, "page_id")
+    body = parse_model(LinkCreate, await read_json(request))
+    fields = _clean(body.model_dump(exclude_unset=True), request.app[SETTINGS].blocked_hosts)
+    async with request.app[PG].acquire() as conn:
+        row = await repository.create_link(conn, who.workspace_id, page_id, fields)
+    return json_response(record_to_json(row), 201)
+
+
+@routes.get("/api/v1/bio-pages/{page_id}/links")
+async def list_links(request: web.Request) -> web.Response:
+    who = await principal(request, Action.LINK_READ)
+    async with request.app[PG].acquire() as conn:
+        rows = await repository.list_links(conn, who.workspace_id, _uuid(request, "page_id"))
+    return json_response({"links": [record_to_json(r) for r in rows]})
+
+
+@routes.post("/api/v1/bio-pages/{page_id}/links/reorder")
+async def reorder_links(request: web.Request) -> web.Response:
+    who = await principal(request, Action.BIO_MANAGE)
+    page_id = _uuid(request, "page_id")
+    body = parse_model(Reorder, await read_json(request))
+    async with request.app[PG].acquire() as conn:
+        rows = await repository.reorder_links(
+            conn, who.workspace_id, page_id, [str(i) for i in body.link_ids]
+        )
+    return json_response({"links": [record_to_json(r) for r in rows]})
+
+
+@routes.patch("/api/v1/bio-pages/{page_id}/links/{link_id}")
+async def update_link(request: web.Request) -> web.Response:
+    who = await principal(request, Action.BIO_MANAGE)
+    page_id, link_id = _uuid(request, "page_id"), _uuid(request, "link_id")
+    body = parse_model(LinkUpdate, await read_json(request))
+    changes = _clean(body.model_dump(exclude_unset=True), request.app[SETTINGS].blocked_hosts)
+    async with request.app[PG].acquire() as conn:
+        row = await repository.update_link(conn, who.workspace_id, page_id, link_id, changes)
+    return json_response(record_to_json(row))
+
+
+@routes.delete("/api/v1/bio-pages/{page_id}/links/{link_id}")
+async def delete_link(request: web.Request) -> web.Response:
+    who = await principal(request, Action.BIO_MANAGE)
+    async with request.app[PG].acquire() as conn:
+        await repository.delete_link(
+            conn, who.workspace_id, _uuid(request, "page_id"), _uuid(request, "link_id")
+        )
+    return web.Response(status=204)
+
+
+# Themes ----------------------------------------------------------------------------------------
+
+
+@routes.get("/api/v1/bio-themes")
+async def list_themes(request: web.Request) -> web.Response:
+    who = await principal(request, Action.LINK_READ)
+    async with request.app[PG].acquire() as conn:
+        rows = await repository.list_themes(conn, who.workspace_id)
+    return json_response({"themes": [record_to_json(r) for r in rows]})
+
+
+@routes.post("/api/v1/bio-themes")
+async def create_theme(request: web.Request) -> web.Response:
+    who = await principal(request, Action.BIO_MANAGE)
+    fields = _clean(parse_model(ThemeCreate, await read_json(request)).model_dump(exclude_unset=True), [])
+    async with request.app[PG].acquire() as conn:
+        row = await repository.create_theme(conn, who.workspace_id, fields)
+    return json_response(record_to_json(row), 201)
+
+
+@routes.get("/api/v1/bio-themes/{theme_id}")
+async def get_theme(request: web.Request) -> web.Response:
+    who = await principal(request, Action.LINK_READ)
+    async with request.app[PG].acquire() as conn:
+        row = await repository.get_theme(conn, who.workspace_id, _uuid(request, "theme_id"))
+    return json_response(record_to_json(row))
+
+
+@routes.patch("/api/v1/bio-themes/{theme_id}")
+async def update_theme(request: web.Request) -> web.Response:
+    who = await principal(request, Action.BIO_MANAGE)
+    theme_id = _uuid(request, "theme_id")
+    changes = _clean(parse_model(ThemeUpdate, await read_json(request)).model_dump(exclude_unset=True), [])
+    async with request.app[PG].acquire() as conn:
+        row = await repository.update_theme(conn, who.workspace_id, theme_id, changes)
+    return json_response(record_to_json(row))
+
+
+@routes.delete("/api/v1/bio-themes/{theme_id}")
+async def delete_theme(request: web.Request) -> web.Response:
+    who = await principal(request, Action.BIO_MANAGE)
+    async with request.app[PG].acquire() as conn:
+        await repository.delete_theme(conn, who.workspace_id, _uuid(request, "theme_id"))
+    return web.Response(status=204)
+
+
+# Public pages ----------------------------------------------------------------------------------
+
+
+def _host(request: web.Request) -> str:
+    host = (request.host or "").lower()
+    return host.rsplit(":", 1)[0] if not host.startswith("[") else host
+
+
+def _not_found() -> web.Response:
+    body = (
+        "<!doctype html><html lang=en><meta charset=utf-8><title>Page not found</title>"
+        "<body><h1>Page not found</h1><p>This page does not exist or is not published.</p></body></html>"
+    )
+    return web.Response(
+        status=404, text=body, content_type="text/html", headers={"Cache-Control": "no-store"}
+    )
+
+
+async def _host_workspace(request: web.Request, conn: asyncpg.Connection) -> tuple[str | None, str]:
+    """(workspace restriction, public base URL) for the Host the page was requested on."""
+    host = _host(request)
+    workspace_id = await workspace_for_host(conn, host) if host else None
+    if workspace_id is None:
+        return None, request.app[SETTINGS].public_base_url.rstrip("/")
+    return workspace_id, f"https://{host}"
+
+
+@public_routes.get("/@{slug}")
+async def public_page(request: web.Request) -> web.Response:
+    slug = request.match_info["slug"].lower()
+    now = datetime.now(UTC)
+    async with request.app[PG].acquire() as conn:
+        workspace_id, base = await _host_workspace(request, conn)
+        page = await repository.published_page(conn, slug, workspace_id)
+        links = await repository.visible_links(conn, str(page["id"]), now) if page else []
+    if page is None:
+        return _not_found()
+    buttons = [PageButton(title=r["title"], href=f"/@{slug}/l/{r['id']}", icon=r["icon"]) for r in links]
+    html = render_bio_page(
+        page, buttons, canonical_url=f"{base}/@{slug}", colors=page["theme_colors"], font=page["theme_font"]
+    )
+    headers = {
+        "Cache-Control": PAGE_CACHE,
+        "Content-Security-Policy": PAGE_CSP,
+        "X-Content-Type-Options": "nosniff",
+    }
+    return web.Response(text=html, content_type="text/html", charset="utf-8", headers=headers)
+
+
+@public_routes.get("/@{slug}/l/{link_id}")
+async def public_click(request: web.Request) -> web.Response:
+    slug = request.match_info["slug"].lower()
+    try:
+        link_id = str(UUID(request.match_info["link_id"]))
+    except ValueError:
+        return _not_found()
+    now = time.time()
+    async with request.app[PG].acquire() as conn:
+        workspace_id, _ = await _host_workspace(request, conn)
+        row = await repository.public_link(conn, slug, link_id, datetime.fromtimestamp(now, UTC))
+    if row is None or (workspace_id is not None and str(row["workspace_id"]) != workspace_id):
+        return _not_found()
+    ip, ua = request.remote or "", request.headers.get("User-Agent", "")
+    # Bio clicks have no link row: the button's id stands in as link_id (the click pipeline
+    # keys and partitions by it), and bio_link_id names it explicitly.
+    request.app[EMITTER].emit(
+        RawClick(
+            event_id=uuid.uuid4().hex, ts=now, link_id=link_id, workspace_id=str(row["workspace_id"]),
+            domain=request.host or "", short_code=f"@{row['slug']}", destination=row["url"], kind="bio",
+            method=request.method, ip=ip, user_agent=ua, referer=request.headers.get("Referer", ""),
+            accept_language=request.headers.get("Accept-Language", ""),
+            visitor_id=request.app[VISITORS].at(ip, ua, now), bio_link_id=link_id,
+        )
+    )  # fmt: skip
+    request.app[CLICKS].add(link_id)
+    return web.Response(status=302, headers={"Location": row["url"], "Cache-Control": "private, no-store"})

@@ -1,0 +1,1 @@
+"""Link-in-bio pages: pages, buttons, themes, CSS sanitising and the public HTML."""

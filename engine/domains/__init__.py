@@ -1,0 +1,1 @@
+"""Custom domains: hostname validation, DNS TXT ownership checks, storage."""

@@ -1,0 +1,1 @@
+"""QR codes for links: rendering (segno + Pillow), scan markers and storage."""

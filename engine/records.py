@@ -1,0 +1,22 @@
+"""Database rows as JSON-ready dicts: UUIDs and timestamps as strings, bytes left out."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+
+def record_to_json(row: Mapping[str, Any], *, exclude: Collection[str] = ()) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in row.items():
+        if key in exclude or isinstance(value, bytes | bytearray | memoryview):
+            continue
+        if isinstance(value, datetime):
+            out[key] = value.isoformat()
+        elif isinstance(value, UUID):
+            out[key] = str(value)
+        else:
+            out[key] = value
+    return out
