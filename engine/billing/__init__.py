@@ -1,0 +1,1 @@
+"""Billing: plan limits, Stripe checkout/portal, subscription state from Stripe events, usage."""

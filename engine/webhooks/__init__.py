@@ -1,0 +1,1 @@
+"""Outgoing webhooks: subscriptions, fan-out of LinkRift events, signed delivery with retries."""

@@ -1,0 +1,52 @@
+"""Billing agents: apply Stripe events from `billing.events`, and the periodic usage job."""
+
+from __future__ import annotations
+
+import logging
+
+import asyncpg
+import faust
+import orjson
+
+from engine.billing.events import apply_event
+from engine.billing.gateway import StripeGateway, plans_by_price
+from engine.billing.usage import run_usage_cycle
+from engine.errors import ServiceUnavailable
+from streams.resources import WorkerResources
+
+log = logging.getLogger(__name__)
+
+
+def register(app: faust.App, res: WorkerResources) -> None:
+    settings = res.settings
+    topic = app.topic(
+        res.topics.billing_events,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=settings.topic_partitions,
+    )
+    prices = plans_by_price(settings)
+
+    @app.agent(topic, name="billing_events")
+    async def billing_events(stream: faust.StreamT[bytes]) -> None:
+        await res.ensure_started()
+        async for value in stream:
+            try:
+                event = orjson.loads(value)
+            except orjson.JSONDecodeError:
+                log.warning("dropping malformed billing event")
+                continue
+            async with res.pg.acquire() as conn:
+                applied = await apply_event(conn, event, prices)
+            log.info("billing event id=%s type=%s applied=%s", event.get("id"), event.get("type"), applied)
+
+    @app.timer(settings.billing_usage_interval_seconds, name="billing_usage")
+    async def usage() -> None:
+        await res.ensure_started()
+        gateway = StripeGateway(settings) if settings.stripe_secret_key else None
+        try:
+            await run_usage_cycle(res.pg, gateway)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, ServiceUnavailable) as exc:
+            log.warning("billing usage cycle failed error=%s", exc)

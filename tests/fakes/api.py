@@ -1,0 +1,27 @@
+"""Serve the api in-process with extra settings (the conftest `api` fixture uses the defaults)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+from aiohttp.test_utils import TestClient, TestServer
+
+from tests.conftest import ApiHarness, _make_principal
+
+
+@contextlib.asynccontextmanager
+async def serve_api(
+    make_settings: Any, database_url: str, broker: Any, **overrides: Any
+) -> AsyncIterator[ApiHarness]:
+    from api.app import create_app
+
+    settings = make_settings(database_url=database_url, kafka_broker=broker.url, **overrides)
+    who = await _make_principal(database_url)
+    client = TestClient(TestServer(create_app(settings), host="127.0.0.1"))
+    await client.start_server()
+    try:
+        yield ApiHarness(client, settings, who["api_key"], who["user_id"], who["workspace_id"])
+    finally:
+        await client.close()
