@@ -13,9 +13,10 @@ from engine.links.models import CachedLink
 from engine.links.shortcodes import generate_code
 
 LINK_COLUMNS = (
-    "id, user_id, workspace_id, domain_id, url, short_code, title, description, is_active, "
+    "id, user_id, workspace_id, domain_id, url, short_code, title, description, favicon_url, og_image_url, "
+    "is_active, "
     "expires_at, max_clicks, total_clicks, unique_clicks, redirect_type, forward_query, "
-    "utm_source, utm_medium, utm_campaign, utm_term, utm_content, created_at, updated_at, "
+    "utm_source, utm_medium, utm_campaign, utm_term, utm_content, created_at, updated_at, deleted_at, "
     "(password_hash IS NOT NULL) AS has_password"
 )
 
@@ -35,8 +36,12 @@ GROUP BY l.id
 """
 
 
-def _outbox_payload(event: str, row: asyncpg.Record | dict[str, Any]) -> dict[str, Any]:
-    return {
+def change_payload(
+    event: str, row: asyncpg.Record | dict[str, Any], old: asyncpg.Record | dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """A `links.changes` event. When the code or domain changed, the old ones ride along so that
+    caches keyed by the old code are invalidated too."""
+    payload = {
         "event": event,
         "link_id": str(row["id"]),
         "workspace_id": str(row["workspace_id"]),
@@ -44,12 +49,14 @@ def _outbox_payload(event: str, row: asyncpg.Record | dict[str, Any]) -> dict[st
         "domain_id": str(row["domain_id"]) if row["domain_id"] else "",
         "at": datetime.now().astimezone().isoformat(),
     }
+    if old is not None and (old["short_code"], old["domain_id"]) != (row["short_code"], row["domain_id"]):
+        payload["old_short_code"] = old["short_code"]
+        payload["old_domain_id"] = str(old["domain_id"]) if old["domain_id"] else ""
+    return payload
 
 
 async def write_outbox(conn: asyncpg.Connection, topic: str, key: str, payload: dict[str, Any]) -> None:
-    await conn.execute(
-        "INSERT INTO outbox (topic, key, payload) VALUES ($1, $2, $3)", topic, key, payload
-    )
+    await conn.execute("INSERT INTO outbox (topic, key, payload) VALUES ($1, $2, $3)", topic, key, payload)
 
 
 async def create_link(
@@ -62,6 +69,8 @@ async def create_link(
     short_code: str | None,
     domain_id: str | None = None,
     title: str | None = None,
+    description: str | None = None,
+    is_active: bool = True,
     max_clicks: int | None = None,
     expires_at: datetime | None = None,
     password_hash: str | None = None,
@@ -82,41 +91,68 @@ async def create_link(
                 row = await conn.fetchrow(
                     f"""INSERT INTO links (user_id, workspace_id, domain_id, url, short_code, title,
                           max_clicks, expires_at, password_hash, redirect_type, forward_query,
-                          utm_source, utm_medium, utm_campaign, utm_term, utm_content)
-                        VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16)
+                          utm_source, utm_medium, utm_campaign, utm_term, utm_content, description,
+                          is_active)
+                        VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18)
                         RETURNING {LINK_COLUMNS}""",
-                    user_id, workspace_id, domain_id, url, code, title, max_clicks, expires_at,
-                    password_hash, redirect_type, forward_query, utm.get("utm_source"),
-                    utm.get("utm_medium"), utm.get("utm_campaign"), utm.get("utm_term"),
+                    user_id,
+                    workspace_id,
+                    domain_id,
+                    url,
+                    code,
+                    title,
+                    max_clicks,
+                    expires_at,
+                    password_hash,
+                    redirect_type,
+                    forward_query,
+                    utm.get("utm_source"),
+                    utm.get("utm_medium"),
+                    utm.get("utm_campaign"),
+                    utm.get("utm_term"),
                     utm.get("utm_content"),
+                    description,
+                    is_active,
                 )
                 assert row is not None
-                await write_outbox(conn, topic, str(row["id"]), _outbox_payload("created", row))
+                await write_outbox(conn, topic, str(row["id"]), change_payload("created", row))
                 return row
         except asyncpg.UniqueViolationError:
             if short_code:
-                raise ShortCodeTaken(f"short_code {short_code!r} is already taken", field="short_code") from None
+                raise ShortCodeTaken(
+                    f"short_code {short_code!r} is already taken", field="short_code"
+                ) from None
     raise ShortCodeTaken("could not generate a free short code; try again", field="short_code")
 
 
-async def get_link(conn: asyncpg.Connection, workspace_id: str, link_id: str) -> asyncpg.Record:
+async def get_link(
+    conn: asyncpg.Connection, workspace_id: str, link_id: str, *, deleted: bool = False, lock: bool = False
+) -> asyncpg.Record:
+    """A live link of the workspace (or, with `deleted`, a soft-deleted one); LinkNotFound otherwise."""
+    state = "IS NOT NULL" if deleted else "IS NULL"
     row = await conn.fetchrow(
-        f"SELECT {LINK_COLUMNS} FROM links WHERE id = $1 AND workspace_id = $2 AND deleted_at IS NULL",
-        link_id, workspace_id,
+        f"SELECT {LINK_COLUMNS} FROM links WHERE id = $1 AND workspace_id = $2 AND deleted_at {state}"
+        + (" FOR UPDATE" if lock else ""),
+        link_id,
+        workspace_id,
     )
     if row is None:
         raise LinkNotFound("link not found")
     return row
 
 
-async def load_cached_link(conn: asyncpg.Connection, short_code: str, domain_id: str | None) -> CachedLink | None:
+async def load_cached_link(
+    conn: asyncpg.Connection, short_code: str, domain_id: str | None
+) -> CachedLink | None:
     row = await conn.fetchrow(_GET_LINK_WITH_RULES, short_code, domain_id)
     if row is None:
         return None
     rules = row["rules"]
     if isinstance(rules, str | bytes):
         rules = orjson.loads(rules)
-    utm = {k: row[k] for k in ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content") if row[k]}
+    utm = {
+        k: row[k] for k in ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content") if row[k]
+    }
     return CachedLink(
         id=str(row["id"]),
         workspace_id=str(row["workspace_id"]),

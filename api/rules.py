@@ -1,0 +1,124 @@
+"""Redirect rules of a link: /api/v1/links/{link_id}/rules (conditions validated per rule type)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict
+
+from api.audit import audit_context
+from api.auth import parse_uuid, principal
+from api.errors import json_response
+from api.links import parse_model, read_json
+from api.state import PG, TOPICS
+from engine.auth.permissions import Action
+from engine.errors import ValidationFailed
+from engine.rules import repository as rules
+
+routes = web.RouteTableDef()
+
+
+class RuleCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    rule_type: str
+    conditions: dict[str, Any] = {}
+    destination_url: str | None = None
+    priority: int = 0
+    weight: int | None = None
+    is_active: bool = True
+
+
+class RulePatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    rule_type: str | None = None
+    conditions: dict[str, Any] | None = None
+    destination_url: str | None = None
+    priority: int | None = None
+    weight: int | None = None
+    is_active: bool | None = None
+
+
+def _ids(request: web.Request) -> tuple[str, str | None]:
+    link_id = parse_uuid(request.match_info["link_id"], "link_id")
+    raw = request.match_info.get("rule_id")
+    return link_id, parse_uuid(raw, "rule_id") if raw is not None else None
+
+
+@routes.get("/api/v1/links/{link_id}/rules")
+async def get_rules(request: web.Request) -> web.Response:
+    who = await principal(request, Action.LINK_READ)
+    link_id, _ = _ids(request)
+    async with request.app[PG].acquire() as conn:
+        rows = await rules.list_rules(conn, who.workspace_id, link_id)
+    return json_response({"rules": [rules.rule_json(r) for r in rows]})
+
+
+@routes.post("/api/v1/links/{link_id}/rules")
+async def post_rule(request: web.Request) -> web.Response:
+    who = await principal(request, Action.LINK_UPDATE)
+    link_id, _ = _ids(request)
+    body = parse_model(RuleCreate, await read_json(request))
+    async with request.app[PG].acquire() as conn:
+        row = await rules.create_rule(
+            conn,
+            audit_context(request, who),
+            request.app[TOPICS].links_changes,
+            who.workspace_id,
+            link_id,
+            body.model_dump(),
+        )
+    return json_response(rules.rule_json(row), 201)
+
+
+@routes.get("/api/v1/links/{link_id}/rules/{rule_id}")
+async def get_rule(request: web.Request) -> web.Response:
+    who = await principal(request, Action.LINK_READ)
+    link_id, rule_id = _ids(request)
+    assert rule_id is not None
+    async with request.app[PG].acquire() as conn:
+        row = await rules.get_rule(conn, who.workspace_id, link_id, rule_id)
+    return json_response(rules.rule_json(row))
+
+
+@routes.patch("/api/v1/links/{link_id}/rules/{rule_id}")
+async def patch_rule(request: web.Request) -> web.Response:
+    who = await principal(request, Action.LINK_UPDATE)
+    link_id, rule_id = _ids(request)
+    assert rule_id is not None
+    changes = parse_model(RulePatch, await read_json(request)).model_dump(exclude_unset=True)
+    for key in ("rule_type", "conditions", "priority", "is_active"):
+        if key in changes and changes[key] is None:
+            raise ValidationFailed(f"{key} cannot be null", field=key)
+    if not changes:
+        raise ValidationFailed("nothing to change", field="body")
+    async with request.app[PG].acquire() as conn:
+        row = await rules.update_rule(
+            conn,
+            audit_context(request, who),
+            request.app[TOPICS].links_changes,
+            who.workspace_id,
+            link_id,
+            rule_id,
+            changes,
+        )
+    return json_response(rules.rule_json(row))
+
+
+@routes.delete("/api/v1/links/{link_id}/rules/{rule_id}")
+async def delete_rule(request: web.Request) -> web.Response:
+    who = await principal(request, Action.LINK_UPDATE)
+    link_id, rule_id = _ids(request)
+    assert rule_id is not None
+    async with request.app[PG].acquire() as conn:
+        await rules.delete_rule(
+            conn,
+            audit_context(request, who),
+            request.app[TOPICS].links_changes,
+            who.workspace_id,
+            link_id,
+            rule_id,
+        )
+    return web.Response(status=204)

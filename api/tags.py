@@ -1,0 +1,124 @@
+"""Workspace tags: CRUD, and attaching/detaching tags to links (filter links with ?tag=)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict
+
+from api.audit import audit_context
+from api.auth import parse_uuid, principal
+from api.errors import json_response
+from api.links import parse_model, read_json
+from api.state import PG, TOPICS
+from engine.audit import write_audit
+from engine.auth.permissions import Action
+from engine.errors import ValidationFailed
+from engine.links import repository
+from engine.links.tags import (
+    DEFAULT_COLOR,
+    attach_tag,
+    create_tag,
+    delete_tag,
+    detach_tag,
+    get_tag,
+    list_tags,
+    tag_json,
+    update_tag,
+    validate_color,
+    validate_tag_name,
+)
+
+routes = web.RouteTableDef()
+
+
+class TagCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    color: str = DEFAULT_COLOR
+
+
+class TagPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = None
+    color: str | None = None
+
+
+@routes.get("/api/v1/tags")
+async def get_tags(request: web.Request) -> web.Response:
+    who = await principal(request, Action.LINK_READ)
+    async with request.app[PG].acquire() as conn:
+        return json_response({"tags": await list_tags(conn, who.workspace_id)})
+
+
+@routes.post("/api/v1/tags")
+async def post_tag(request: web.Request) -> web.Response:
+    who = await principal(request, Action.TAG_MANAGE)
+    body = parse_model(TagCreate, await read_json(request))
+    name, color = validate_tag_name(body.name), validate_color(body.color)
+    async with request.app[PG].acquire() as conn:
+        row = await create_tag(conn, audit_context(request, who), who.workspace_id, name, color)
+    return json_response(tag_json(row), 201)
+
+
+@routes.patch("/api/v1/tags/{tag_id}")
+async def patch_tag(request: web.Request) -> web.Response:
+    who = await principal(request, Action.TAG_MANAGE)
+    tag_id = parse_uuid(request.match_info["tag_id"], "tag_id")
+    body = parse_model(TagPatch, await read_json(request))
+    changes = {}
+    if body.name is not None:
+        changes["name"] = validate_tag_name(body.name)
+    if body.color is not None:
+        changes["color"] = validate_color(body.color)
+    if not changes:
+        raise ValidationFailed("nothing to change", field="body")
+    async with request.app[PG].acquire() as conn:
+        row = await update_tag(conn, audit_context(request, who), who.workspace_id, tag_id, changes)
+    return json_response(tag_json(row))
+
+
+@routes.delete("/api/v1/tags/{tag_id}")
+async def remove_tag(request: web.Request) -> web.Response:
+    who = await principal(request, Action.TAG_MANAGE)
+    tag_id = parse_uuid(request.match_info["tag_id"], "tag_id")
+    async with request.app[PG].acquire() as conn:
+        await delete_tag(conn, audit_context(request, who), who.workspace_id, tag_id)
+    return web.Response(status=204)
+
+
+async def _link_tag(request: web.Request, attach: bool) -> web.Response:
+    who = await principal(request, Action.LINK_UPDATE)
+    link_id = parse_uuid(request.match_info["link_id"], "link_id")
+    tag_id = parse_uuid(request.match_info["tag_id"], "tag_id")
+    async with request.app[PG].acquire() as conn, conn.transaction():
+        link = await repository.get_link(conn, who.workspace_id, link_id, lock=True)
+        tag = await get_tag(conn, who.workspace_id, tag_id)
+        changed = (
+            await attach_tag(conn, link_id, tag_id) if attach else await detach_tag(conn, link_id, tag_id)
+        )
+        if changed:
+            await repository.write_outbox(
+                conn, request.app[TOPICS].links_changes, link_id, repository.change_payload("updated", link)
+            )
+            await write_audit(
+                conn,
+                audit_context(request, who),
+                who.workspace_id,
+                "link.tagged" if attach else "link.untagged",
+                "link",
+                link_id,
+                metadata={"tag": tag["name"]},
+            )
+    return web.Response(status=204)
+
+
+@routes.put("/api/v1/links/{link_id}/tags/{tag_id}")
+async def put_link_tag(request: web.Request) -> web.Response:
+    return await _link_tag(request, attach=True)
+
+
+@routes.delete("/api/v1/links/{link_id}/tags/{tag_id}")
+async def delete_link_tag(request: web.Request) -> web.Response:
+    return await _link_tag(request, attach=False)
