@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import shutil
+
 import faust
 
 from engine.config import Settings
 from streams import web
-from streams.agents import clicks, links, outbox
+from streams.agents import billing, clicks, links, maintenance, outbox, webhooks
 from streams.resources import WorkerResources
 
 # Tuned for fast failover: a killed worker's partitions move after ~6 s instead of Kafka's
@@ -19,6 +21,12 @@ REBALANCE_TIMEOUT = 10.0
 def create_app(settings: Settings) -> tuple[faust.App, WorkerResources]:
     res = WorkerResources(settings)
     datadir = (settings.data_dir / "worker").resolve()
+    datadir.parent.mkdir(parents=True, exist_ok=True)
+    # Tables are rebuilt from their changelogs at every start instead of trusting local RocksDB:
+    # after a SIGKILL, RocksDB's persisted changelog offsets were seen ahead of the changelog's
+    # highwater (tansu), which Faust refuses with ConsistencyError. The changelog is the truth
+    # (the click agent flushes it before a batch is acked), so a replay is always consistent.
+    shutil.rmtree(datadir, ignore_errors=True)
     app = faust.App(
         f"{settings.namespace}-worker",
         broker=settings.kafka_broker,
@@ -41,6 +49,9 @@ def create_app(settings: Settings) -> tuple[faust.App, WorkerResources]:
     clicks.register(app, res)
     links.register(app, res)
     outbox.register(app, res)
+    webhooks.register(app, res)
+    billing.register(app, res)
+    maintenance.register(app, res)
     web.register(app, res)
 
     @app.on_partitions_revoked.connect

@@ -13,8 +13,10 @@ from engine.config import Settings
 from engine.db.clickhouse import ClickHouseExecutor, create_clickhouse_client
 from engine.db.clickhouse_schema import apply_clickhouse_schema
 from engine.db.pool import create_pool
+from engine.links.enforcement import LinkLimits
 from engine.naming import RedisKeys, Topics
 from streams.sinks.clickhouse import ClickHouseSink
+from streams.sinks.postgres import PostgresSink
 from streams.sinks.realtime import RealtimeMirror
 
 log = logging.getLogger(__name__)
@@ -32,6 +34,9 @@ class WorkerResources:
         self.clickhouse: ClickHouseExecutor
         self.ch_sink: ClickHouseSink
         self.mirror: RealtimeMirror
+        self.pg_sink: PostgresSink
+        # Per-link max_clicks knowledge of the click agent; the link-change agent drops entries.
+        self.link_limits: dict[str, LinkLimits] = {}
         self.enricher: ClickEnricher
 
     async def ensure_started(self) -> WorkerResources:
@@ -49,6 +54,7 @@ class WorkerResources:
                 log.info("clickhouse schema applied versions=%s", applied)
             self.ch_sink = ClickHouseSink(self.clickhouse)
             self.mirror = RealtimeMirror(self.redis, self.keys)
+            self.pg_sink = PostgresSink(self.pg)
             self.enricher = ClickEnricher.from_settings(self.settings)
             self.started = True
         return self

@@ -5,7 +5,8 @@ source offset of the last click applied to it; because a link's clicks always ar
 partition in offset order, a replayed click (offset <= stats.offset) is recognised and not
 counted again. The stats and its offset change in one table write, so they cannot diverge.
 Unique visitors are remembered with the offset of their first click, which makes `is_unique`
-stable under replay too.
+stable under replay too. Event ids are remembered the same way: the redirect may re-send a click
+after an ambiguous produce failure (same event id, new offset), and that copy is dropped.
 """
 
 from __future__ import annotations
@@ -33,6 +34,19 @@ class LinkStats:
         if not data:
             return cls()
         return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+
+
+def is_resent(first_offset: int | None, offset: int) -> bool:
+    """Whether a click whose event id was first seen at `first_offset` is a re-sent copy.
+
+    The same offset is the same message read again (a replay), which is not a copy.
+    """
+    return first_offset is not None and first_offset != offset
+
+
+def variant_key(rule_id: str, variant: str) -> str:
+    """LinkStats.variants key: `{rule_id}:{variant}`, or "" when no A/B variant was chosen."""
+    return f"{rule_id}:{variant}" if variant else ""
 
 
 @dataclass(frozen=True, slots=True)

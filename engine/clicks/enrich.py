@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from engine.clicks.bots import classify
-from engine.clicks.geo import GeoResolver
+from engine.clicks.geo import GeoInfo, GeoResolver
 from engine.clicks.models import EnrichedClick, RawClick
 from engine.clicks.useragent import parse_user_agent
 from engine.clicks.utm import extract_utm, primary_language, referer_domain
@@ -41,7 +41,7 @@ class ClickEnricher:
     def enrich(self, raw: RawClick, is_unique: bool) -> EnrichedClick:
         device = parse_user_agent(raw.user_agent)
         is_bot, is_preview = classify(raw.user_agent, raw.method, device.is_spider)
-        geo = self.geo.lookup(raw.ip)
+        geo = self.geo.lookup(raw.ip) if raw.ip else GeoInfo(raw.country_code, raw.region, raw.city)
         utm = extract_utm(raw.utm)
         visitor = raw.visitor_id
         if not visitor and self.visitor_ids is not None:

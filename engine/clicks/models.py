@@ -37,6 +37,10 @@ class RawClick:
     utm: dict[str, str] = field(default_factory=dict)
     qr_code_id: str = ""
     bio_link_id: str = ""
+    # Set by the redirect when it does not send the IP (LINKRIFT_STORE_IP=false).
+    country_code: str = ""
+    region: str = ""
+    city: str = ""
 
     def dumps(self) -> bytes:
         return orjson.dumps(asdict(self))

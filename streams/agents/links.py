@@ -7,6 +7,7 @@ import logging
 import faust
 import orjson
 
+from streams.agents.clicks import AGENT_EVENTS
 from streams.resources import WorkerResources
 
 log = logging.getLogger(__name__)
@@ -28,6 +29,8 @@ def register(app: faust.App, res: WorkerResources) -> None:
             except orjson.JSONDecodeError:
                 log.warning("dropping malformed link change")
                 continue
+            AGENT_EVENTS.labels("link_changes").inc()
+            res.link_limits.pop(str(change.get("link_id") or ""), None)
             code = change.get("short_code") or ""
             domain = change.get("domain_id") or ""
             pipe = res.redis.pipeline(transaction=False)

@@ -1,4 +1,4 @@
-"""Mirror live counters to Redis and publish enriched clicks to the live stream.
+"""Mirror live counters to Redis and publish enriched clicks to the live stream and workspace feeds.
 
 Counters are written as absolute values taken from the worker's tables (SET, not INCR), so a
 replayed batch rewrites the same numbers instead of counting twice. The workspace total is a hash
@@ -15,7 +15,7 @@ import redis.asyncio as redis
 
 from engine.clicks.counting import LinkStats
 from engine.clicks.models import EnrichedClick
-from engine.naming import REALTIME_TTL_SECONDS, RedisKeys
+from engine.naming import CLICK_STREAM_MAXLEN, REALTIME_TTL_SECONDS, RedisKeys
 
 
 class RealtimeMirror:
@@ -33,12 +33,28 @@ class RealtimeMirror:
         for link_id, stats in link_stats.items():
             pipe.set(self.keys.realtime_link(link_id), stats.total, ex=REALTIME_TTL_SECONDS)
             pipe.set(self.keys.realtime_unique(link_id), stats.unique, ex=REALTIME_TTL_SECONDS)
+            if stats.variants:  # observed A/B split, field `{rule_id}:{variant}`
+                pipe.hset(self.keys.ab_observed(link_id), mapping=stats.variants)
+                pipe.expire(self.keys.ab_observed(link_id), REALTIME_TTL_SECONDS)
         for (workspace_id, partition), count in workspace_parts.items():
             key = self.keys.realtime_workspace(workspace_id)
             pipe.hset(key, str(partition), count)
             pipe.expire(key, REALTIME_TTL_SECONDS)
+        feeds: set[str] = set()
         for click in clicks:
-            pipe.publish(self.keys.click_stream, orjson.dumps(_public(click)))
+            public = orjson.dumps(_public(click))
+            pipe.publish(self.keys.click_stream, public)
+            # The capped per-workspace stream is what the api's SSE endpoint reads: XREAD BLOCK for
+            # live clicks, and a position to resume from after a reconnect (Last-Event-ID).
+            pipe.xadd(
+                self.keys.click_feed(click.workspace_id),
+                {"event_id": click.event_id, "data": public},
+                maxlen=CLICK_STREAM_MAXLEN,
+                approximate=True,
+            )
+            feeds.add(self.keys.click_feed(click.workspace_id))
+        for feed in feeds:  # an idle workspace's buffer does not stay in memory forever
+            pipe.expire(feed, REALTIME_TTL_SECONDS)
         await pipe.execute()
 
 
@@ -46,4 +62,5 @@ def _public(click: EnrichedClick) -> dict[str, object]:
     """What live consumers may see: no IP, no raw user agent."""
     data = click.to_dict()
     data.pop("ip", None)
+    data.pop("user_agent", None)
     return data

@@ -1,0 +1,279 @@
+"""Test harness for the click pipeline: `linkrift worker` as a real subprocess, a click producer
+and ground-truth readers (ClickHouse through the worker's internal endpoint, Redis, PostgreSQL).
+
+Import the fixtures into a test module with `from tests.pipeline_fixtures import *  # noqa: F403`
+or by name (`worker`, `pipeline`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import asyncpg
+import pytest_asyncio
+from aiokafka import AIOKafkaProducer
+
+from cli.procs import ManagedProcess, free_port, port_open
+from cli.services import ensure_topics
+from engine.clicks.models import RawClick
+from engine.naming import RedisKeys, Topics
+from streams.web import INTERNAL_TOKEN_HEADER
+from tests.conftest import REDIS_URL
+
+REPO = Path(__file__).resolve().parent.parent
+PARTITIONS = 4
+
+
+class WorkerProcess:
+    """`linkrift worker` in its own process group; killed and restarted by PID."""
+
+    def __init__(self, env: dict[str, str], log_dir: Path, port: int) -> None:
+        self.env = env
+        self.port = port
+        self.log_dir = log_dir
+        self.proc: ManagedProcess | None = None
+        self.starts = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    async def start(self, ready_within: float = 60.0) -> None:
+        self.starts += 1
+        self.proc = ManagedProcess(
+            f"worker{self.starts}",
+            [sys.executable, "-m", "cli.main", "worker"],
+            log_dir=self.log_dir,
+            env=self.env,
+            cwd=REPO,
+        ).start()
+        deadline = time.monotonic() + ready_within
+        while not await asyncio.to_thread(port_open, "127.0.0.1", self.port):
+            if not self.proc.alive:
+                raise RuntimeError(f"worker exited {self.proc.returncode}:\n{self.proc.log_tail(60)}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"worker web port not open after {ready_within}s:\n{self.proc.log_tail(60)}"
+                )
+            await asyncio.sleep(0.1)
+
+    def kill(self) -> None:
+        """SIGKILL, no clean shutdown: the fault the pipeline must survive."""
+        if self.proc is not None:
+            self.proc.kill()
+
+    async def stop(self) -> None:
+        if self.proc is not None:
+            await asyncio.to_thread(self.proc.stop, 20.0)
+
+    def log_tail(self, lines: int = 60) -> str:
+        return self.proc.log_tail(lines) if self.proc else ""
+
+
+@dataclass
+class Pipeline:
+    """Everything a pipeline test needs: the worker, a producer and the three stores."""
+
+    worker: WorkerProcess
+    producer: AIOKafkaProducer
+    redis: Any
+    database_url: str
+    namespace: str
+    token: str
+    topics: Topics = field(init=False)
+    keys: RedisKeys = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.topics = Topics(self.namespace)
+        self.keys = RedisKeys(self.namespace)
+
+    async def send(self, clicks: Iterable[RawClick]) -> int:
+        """Produce clicks to clicks.raw keyed by link id (acks=all); return how many."""
+        futures = [
+            await self.producer.send(self.topics.clicks_raw, c.dumps(), key=c.link_id.encode())
+            for c in clicks
+        ]
+        await asyncio.gather(*futures)
+        return len(futures)
+
+    async def analytics(self, query: str, **params: Any) -> dict[str, Any]:
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(
+                f"{self.worker.url}/internal/analytics",
+                json={"query": query, "params": params},
+                headers={INTERNAL_TOKEN_HEADER: self.token},
+                timeout=aiohttp.ClientTimeout(total=10),
+            ) as resp,
+        ):
+            body: dict[str, Any] = await resp.json(content_type=None)
+            if resp.status != 200:
+                raise AssertionError(f"analytics {query} -> {resp.status} {body}")
+            return body
+
+    async def ch_count(self, link_id: str) -> dict[str, int]:
+        return await self.analytics("link_click_count", link_id=link_id)
+
+    async def redis_counts(self, link_id: str) -> tuple[int, int]:
+        total, unique = await self.redis.mget(
+            self.keys.realtime_link(link_id), self.keys.realtime_unique(link_id)
+        )
+        return int(total or 0), int(unique or 0)
+
+    async def redis_workspace_total(self, workspace_id: str) -> int:
+        parts = await self.redis.hgetall(self.keys.realtime_workspace(workspace_id))
+        return sum(int(v) for v in parts.values())
+
+    async def pg(self, query: str, *args: Any) -> list[asyncpg.Record]:
+        conn = await asyncpg.connect(self.database_url)
+        try:
+            return list(await conn.fetch(query, *args))
+        finally:
+            await conn.close()
+
+
+async def wait_until(predicate: Callable[[], Awaitable[Any]], within: float, interval: float = 0.25) -> Any:
+    """Poll an async predicate until it is truthy; return its last value (falsy on timeout)."""
+    deadline = time.monotonic() + within
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = await predicate()
+        except (TimeoutError, aiohttp.ClientError, OSError):
+            last = None
+        if last:
+            return last
+        await asyncio.sleep(interval)
+    return last
+
+
+def worker_env(
+    *, database_url: str, broker_url: str, namespace: str, tmp: Path, port: int, token: str
+) -> dict[str, str]:
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LINKRIFT_")}
+    env.update(
+        DATABASE_URL=database_url,
+        REDIS_URL=REDIS_URL,
+        KAFKA_BROKER=broker_url,
+        CLICKHOUSE_URL=f"chdb://{tmp / 'clickhouse'}",
+        LINKRIFT_NAMESPACE=namespace,
+        LINKRIFT_DATA_DIR=str(tmp / "data"),
+        LINKRIFT_WORKER_PORT=str(port),
+        LINKRIFT_INTERNAL_TOKEN=token,
+        LINKRIFT_TOPIC_PARTITIONS=str(PARTITIONS),
+        LINKRIFT_ENV="test",
+        LINKRIFT_SECRET_KEY="test-secret-" + namespace,
+        LINKRIFT_LOG_LEVEL="WARNING",
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+@pytest_asyncio.fixture
+async def pipeline(
+    tmp_path: Path, database_url: str, broker: Any, namespace: str, redis_client: Any
+) -> AsyncIterator[Pipeline]:
+    """A running worker for this test's database and namespace, plus a producer to feed it."""
+    topics = Topics(namespace)
+    await ensure_topics(broker.bootstrap, {topics.clicks_raw: PARTITIONS, topics.links_changes: PARTITIONS})
+    token = f"internal-{uuid.uuid4().hex}"
+    port = free_port()
+    env = worker_env(
+        database_url=database_url,
+        broker_url=broker.url,
+        namespace=namespace,
+        tmp=tmp_path,
+        port=port,
+        token=token,
+    )
+    worker = WorkerProcess(env, tmp_path / "logs", port)
+    producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, acks="all", linger_ms=5)
+    await producer.start()
+    await worker.start()
+    try:
+        yield Pipeline(worker, producer, redis_client, database_url, namespace, token)
+    finally:
+        await producer.stop()
+        await worker.stop()
+
+
+async def make_links(
+    database_url: str, workspaces: int, links_per_workspace: int, **columns: Any
+) -> list[dict[str, str]]:
+    """Users, workspaces and links straight in PostgreSQL; returns [{id, workspace_id, short_code}]."""
+    from engine.accounts.repository import create_user, create_workspace
+
+    conn = await asyncpg.connect(database_url)
+    out: list[dict[str, str]] = []
+    try:
+        for w in range(workspaces):
+            user_id = await create_user(
+                conn, f"{uuid.uuid4().hex[:8]}@example.test", "!unusable", f"User {w}"
+            )
+            workspace_id = await create_workspace(conn, user_id, f"Workspace {w}")
+            for i in range(links_per_workspace):
+                code = f"c{uuid.uuid4().hex[:8]}"
+                names = ", ".join(columns)
+                extra = ", ".join(f"${n + 5}" for n in range(len(columns)))
+                row = await conn.fetchrow(
+                    f"""INSERT INTO links (user_id, workspace_id, url, short_code{", " + names if names else ""})
+                        VALUES ($1, $2, $3, $4{", " + extra if extra else ""}) RETURNING id""",
+                    user_id,
+                    workspace_id,
+                    f"https://example.com/{w}/{i}",
+                    code,
+                    *columns.values(),
+                )
+                assert row is not None
+                out.append({"id": str(row["id"]), "workspace_id": str(workspace_id), "short_code": code})
+    finally:
+        await conn.close()
+    return out
+
+
+def raw_click(
+    link: dict[str, str],
+    *,
+    visitor: str,
+    ua: str,
+    method: str = "GET",
+    ts: float | None = None,
+    event_id: str | None = None,
+    rule_id: str = "",
+    variant: str = "",
+    ip: str = "",
+) -> RawClick:
+    return RawClick(
+        event_id=event_id or uuid.uuid4().hex,
+        ts=ts if ts is not None else time.time(),
+        link_id=link["id"],
+        workspace_id=link["workspace_id"],
+        domain="",
+        short_code=link["short_code"],
+        destination="https://example.com/",
+        rule_id=rule_id,
+        variant=variant,
+        method=method,
+        ip=ip,
+        user_agent=ua,
+        visitor_id=visitor,
+    )
+
+
+HUMAN_UA = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0 Safari/537.36"
+GOOGLEBOT_UA = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
+SLACKBOT_UA = "Slackbot-LinkExpanding 1.0 (+https://api.slack.com/robots)"
