@@ -69,4 +69,6 @@ class WorkerAnalytics:
 
 
 def create_analytics_client(settings: Settings) -> AnalyticsClient:
-    return WorkerAnalytics(settings) if settings.clickhouse_embedded else DirectAnalytics(settings)
+    if settings.clickhouse_embedded and settings.analytics_via_worker:
+        return WorkerAnalytics(settings)
+    return DirectAnalytics(settings)

@@ -11,12 +11,30 @@ import orjson
 import redis.asyncio as redis
 from aiohttp import web
 
-from api import health, links, redirect
+from api import (
+    accounts,
+    analytics,
+    audit,
+    billing,
+    bio,
+    domains,
+    health,
+    links,
+    qr,
+    redirect,
+    rules,
+    stream,
+    tags,
+    webhooks,
+    workspaces,
+)
 from api.analytics_client import create_analytics_client
 from api.clicks import ClickEmitter, open_journal
 from api.errors import error_middleware
+from api.ratelimit import ratelimit_ctx, ratelimit_middleware
 from api.state import (
     ANALYTICS,
+    DOMAINS,
     EMITTER,
     KEYS,
     PG,
@@ -71,6 +89,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         app[PG], app[REDIS], app[KEYS], redis_ttl=settings.link_cache_ttl, lru_ttl=settings.lru_ttl_seconds,
         on_fallback=redirect.count_fallback,
     )
+    app[DOMAINS] = app[RESOLVER].domains
     app[VISITORS] = VisitorIdFactory(settings.secret_key)
     app[redirect.GEO] = GeoResolver.from_settings(settings)
     app[ANALYTICS] = create_analytics_client(settings)
@@ -92,11 +111,20 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
 
 
 def create_app(settings: Settings) -> web.Application:
-    app = web.Application(middlewares=[error_middleware], client_max_size=2 * 1024 * 1024)
+    app = web.Application(
+        middlewares=[error_middleware, ratelimit_middleware], client_max_size=2 * 1024 * 1024
+    )
     app[SETTINGS] = settings
     app.cleanup_ctx.append(_services)
+    app.cleanup_ctx.extend([accounts.accounts_ctx, ratelimit_ctx, links.metadata_ctx])
     app.add_routes(health.routes)
     app.add_routes(links.routes)
+    for module in (accounts, workspaces, audit, analytics, stream, tags, rules):
+        app.add_routes(module.routes)
+    for feature in (domains, qr, bio):  # their public /qr/… and /@slug routes precede /{code}
+        feature.setup(app)
+    for module in (webhooks, billing):
+        app.add_routes(module.routes)
     # The redirect catch-all goes last so /api, /healthz and /metrics win.
     app.add_routes(redirect.routes)
     return app

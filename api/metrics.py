@@ -15,6 +15,7 @@ CLICKS_PRODUCED = Counter("linkrift_clicks_produced_total", "Raw clicks acknowle
 CLICKS_SPOOLED = Counter("linkrift_clicks_spooled_total", "Raw clicks written to the local spool")
 CLICKS_REPLAYED = Counter("linkrift_clicks_replayed_total", "Spooled clicks replayed to the broker")
 NOT_FOUND = Counter("linkrift_redirect_not_found_total", "Redirects for unknown codes")
+RATE_LIMITED = Counter("linkrift_rate_limited_total", "Requests refused by a per-IP limit", ["endpoint"])
 BACKEND_FALLBACK = Counter(
     "linkrift_backend_fallback_total", "Requests served despite a failed backend", ["backend"]
 )

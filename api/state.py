@@ -22,4 +22,5 @@ EMITTER = web.AppKey("emitter", ClickEmitter)
 RESOLVER = web.AppKey("resolver", LinkResolver)
 ANALYTICS = web.AppKey("analytics", AnalyticsClient)
 VISITORS = web.AppKey("visitors", VisitorIdFactory)
+# Host → DomainInfo routing cache; the same object as the resolver's `domains`.
 DOMAINS = web.AppKey("domains", TTLCache)

@@ -116,6 +116,10 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--port", type=int, default=None)
     dev.add_argument("--data-dir", default=None)
     dev.set_defaults(func=cmd_dev)
+
+    from cli.importer import add_import_parser
+
+    add_import_parser(sub)
     return parser
 
 

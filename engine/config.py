@@ -57,6 +57,14 @@ class Settings(BaseSettings):
     worker_port: int = Field(6066, ge=1, le=65535)
     worker_url: str | None = None
     internal_token: str = "dev-internal-token"  # noqa: S105 - dev default; `linkrift dev` generates one
+    # With embedded chDB only one process may open the data directory: normally the worker, and
+    # the api asks it by query name. False lets the api own chDB itself (tests without a worker).
+    analytics_via_worker: bool = True
+    # Seconds between SSE heartbeat comments on the live click stream.
+    sse_heartbeat_seconds: float = Field(15.0, gt=0)
+    # Link previews (title, description, favicon, og:image) fetched from destinations: `production`
+    # refuses non-public addresses (SSRF), `allow_private` does not (local test servers), `off`.
+    metadata_fetch: Literal["off", "production", "allow_private"] = "production"
     store_ip: bool = True
     pg_clicks_retention_days: int = Field(400, ge=1)
     link_cache_ttl: int = Field(300, ge=1)
@@ -82,6 +90,32 @@ class Settings(BaseSettings):
     rate_limit_ip_per_minute: int = Field(600, ge=0)
     rate_limit_auth_per_minute: int = Field(20, ge=0)
     api_key_usage_flush_seconds: float = Field(5.0, gt=0)
+    # Custom domains: DNS server for TXT verification ("ip" or "ip:port"; unset = the system's),
+    # lookup timeout, and how often the periodic re-check revisits a domain.
+    dns_nameserver: str | None = None
+    dns_timeout: float = Field(3.0, gt=0, le=30)
+    domain_recheck_seconds: int = Field(3600, ge=60)
+    # QR scan_count and bio button click_count are buffered in the api and flushed this often.
+    counter_flush_seconds: float = Field(2.0, gt=0)
+    # Webhooks: private/loopback targets are refused unless allowed (tests, trusted intranets).
+    webhook_allow_private: bool = False
+    webhook_max_failures: int = Field(20, ge=1)
+    # Seconds before each retry; a delivery gets len(schedule) + 1 attempts, then goes dead.
+    webhook_retry_schedule: Annotated[list[float], NoDecode] = Field(
+        default_factory=lambda: [30.0, 120.0, 600.0, 3600.0, 21600.0, 43200.0]
+    )
+    webhook_timeout_seconds: float = Field(10.0, gt=0)
+    webhook_click_batch_seconds: float = Field(5.0, gt=0)
+    webhook_click_batch_size: int = Field(100, ge=1, le=1000)
+    # Billing (Stripe). An empty secret key disables checkout/portal (503).
+    stripe_secret_key: str = ""
+    stripe_webhook_secret: str = ""
+    stripe_api_base: str = "https://api.stripe.com"
+    stripe_price_pro: str = "price_pro"
+    stripe_price_business: str = "price_business"
+    stripe_price_enterprise: str = "price_enterprise"
+    stripe_meter_event_name: str = "linkrift_clicks"
+    billing_usage_interval_seconds: float = Field(3600.0, gt=0)
     log_level: str = "INFO"
     log_format: Literal["json", "kv"] = "kv"
 
@@ -104,6 +138,13 @@ class Settings(BaseSettings):
     def _comma_list(cls, v: object) -> object:
         if isinstance(v, str):
             return [item.strip().lower().rstrip(".") for item in v.split(",") if item.strip()]
+        return v
+
+    @field_validator("webhook_retry_schedule", mode="before")
+    @classmethod
+    def _float_list(cls, v: object) -> object:
+        if isinstance(v, str):
+            return [float(item) for item in v.split(",") if item.strip()]
         return v
 
     @field_validator("trusted_proxies")

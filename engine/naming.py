@@ -94,11 +94,22 @@ class RedisKeys:
 
     @property
     def click_stream(self) -> str:
-        """Pub/sub channel carrying enriched clicks to live (SSE) consumers."""
+        """Pub/sub channel carrying every enriched click (fire and forget; SSE reads click_feed)."""
         return self._k("clicks:live")
+
+    def click_feed(self, workspace_id: str) -> str:
+        """Capped Redis Stream of one workspace's enriched clicks: the SSE feed and its replay buffer."""
+        return self._k(f"clicks:feed:{workspace_id}")
+
+    def webhook_click_cursor(self, workspace_id: str) -> str:
+        """Last click_feed entry id the link.clicked webhook batcher has turned into deliveries."""
+        return self._k(f"webhooks:click_cursor:{workspace_id}")
 
 
 REALTIME_TTL_SECONDS = 86400
+# Approximate length cap (XADD MAXLEN ~) of each workspace's click stream, i.e. how far back an
+# SSE client can resume with Last-Event-ID.
+CLICK_STREAM_MAXLEN = 10_000
 
 CH_CLICKS = "clicks_analytics"
 
