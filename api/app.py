@@ -20,6 +20,7 @@ from api import (
     domains,
     health,
     links,
+    openapi,
     qr,
     redirect,
     rules,
@@ -112,7 +113,8 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
 
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(
-        middlewares=[error_middleware, ratelimit_middleware], client_max_size=2 * 1024 * 1024
+        middlewares=[error_middleware, ratelimit_middleware, redirect.not_found_middleware],
+        client_max_size=2 * 1024 * 1024,
     )
     app[SETTINGS] = settings
     app.cleanup_ctx.append(_services)
@@ -125,6 +127,7 @@ def create_app(settings: Settings) -> web.Application:
         feature.setup(app)
     for module in (webhooks, billing):
         app.add_routes(module.routes)
+    openapi.setup(app)  # /openapi.json and /docs, before the catch-all
     # The redirect catch-all goes last so /api, /healthz and /metrics win.
     app.add_routes(redirect.routes)
     return app

@@ -160,7 +160,8 @@ class ClickEmitter:
         self.topic = topic
         self.journal = journal
         self.idempotence = idempotence
-        self.queue: asyncio.Queue[tuple[int, RawClick]] = asyncio.Queue()
+        # (journal segment, key, serialized click): a click is serialized once, on emit.
+        self.queue: asyncio.Queue[tuple[int, bytes, bytes]] = asyncio.Queue()
         self.producer: AIOKafkaProducer | None = None
         # Recovered segments must reach the broker before anything new, so start degraded.
         self.degraded = bool(self.journal.recovered)
@@ -169,11 +170,12 @@ class ClickEmitter:
         self._inflight = 0
 
     def emit(self, click: RawClick) -> None:
-        segment = self.journal.append(click.dumps())
+        line = click.dumps()
+        segment = self.journal.append(line)
         if self.degraded:
             CLICKS_SPOOLED.inc()
         else:
-            self.queue.put_nowait((segment, click))
+            self.queue.put_nowait((segment, click.link_id.encode(), line))
 
     async def start(self) -> None:
         self._tasks = [
@@ -251,9 +253,7 @@ class ClickEmitter:
                 batch = [self.queue.get_nowait() for _ in range(min(MAX_BATCH, self.queue.qsize()))]
                 self._inflight = len(batch)
                 try:
-                    await self._send(
-                        producer, [c.dumps() for _, c in batch], [c.link_id.encode() for _, c in batch]
-                    )
+                    await self._send(producer, [line for _, _, line in batch], [key for _, key, _ in batch])
                 except (KafkaError, OSError) as exc:
                     log.warning("click produce failed, journaling count=%d error=%s", len(batch), exc)
                     self._degrade()
@@ -262,7 +262,7 @@ class ClickEmitter:
                 finally:
                     self._inflight = 0
                 acked: dict[int, int] = {}
-                for segment, _ in batch:
+                for segment, _, _ in batch:
                     acked[segment] = acked.get(segment, 0) + 1
                 for segment, count in acked.items():
                     self.journal.ack(segment, count)

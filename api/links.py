@@ -22,7 +22,7 @@ from api.errors import json_response
 from api.state import PG, SETTINGS, TOPICS
 from engine.accounts.repository import Principal
 from engine.auth.permissions import Action
-from engine.errors import LinkRiftError, ValidationFailed
+from engine.errors import LinkRiftError, QuotaExceeded, ValidationFailed
 from engine.links import repository, service
 from engine.links.importers import FORMATS, ImportTarget, import_rows, parse_csv
 from engine.links.metadata import MetadataJobs
@@ -400,9 +400,10 @@ async def bulk_create_links(request: web.Request) -> web.Response:
         else:
             assert result.error is not None
             err = result.error
+            # A quota names the plan's resource (links_per_month), not an input of the item.
             field = (
                 err.field
-                if not err.field or err.field.startswith("links[")
+                if not err.field or err.field.startswith("links[") or isinstance(err, QuotaExceeded)
                 else f"links[{result.index}].{err.field}"
             )
             out.append(

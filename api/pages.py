@@ -1,4 +1,4 @@
-"""The small branded HTML pages of the redirect front end (errors and the link password form)."""
+"""The small branded HTML pages of the redirect front end (landing, errors and the link password form)."""
 
 from __future__ import annotations
 
@@ -35,6 +35,11 @@ def message_page(
     status: int, title: str, message: str, headers: dict[str, str] | None = None
 ) -> web.Response:
     return _html(status, title, f"<p>{escape(message)}</p>", headers)
+
+
+def landing() -> web.Response:
+    """`/` of the short-link host (a custom domain without a default_redirect_url included)."""
+    return message_page(200, "LinkRift", "Short links are served from this address.")
 
 
 def not_found() -> web.Response:

@@ -4,6 +4,10 @@ Walk of a click: the Host names the domain and the path the code (engine.links.c
 both) → the link's state (engine.links.admission) → its password (engine.links.passwords) → its
 rules (engine.rules) → the blocklist and max_clicks admission → answer → emit a RawClick
 (api.clicks) → the worker (streams.agents.clicks). See docs/redirect.md.
+
+Also the front end's other pages: `/` (a custom domain's default_redirect_url, else a small
+landing page) and, through `not_found_middleware`, the branded 404 for every other unknown path
+outside `/api/` (e.g. `/a/b`), with the same per-IP limit and custom-domain fallback as unknown codes.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import asyncio
 import math
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -44,6 +49,8 @@ PATH = "/{code:[^/]+/?}"  # one trailing slash is tolerated
 MAX_CODE_LENGTH = 50  # links.short_code is VARCHAR(50)
 AB_COOKIE_PREFIX = "lr_ab_"
 AB_COOKIE_MAX_AGE = 30 * 86400
+# A page's answer and its outcome label for REDIRECT_LATENCY.
+Answer = Callable[[web.Request], Awaitable[tuple[web.StreamResponse, str]]]
 
 
 @dataclass(slots=True)
@@ -64,19 +71,35 @@ class Visit:
 
 @routes.get(PATH)  # GET also answers HEAD (a preview; the worker classifies it)
 async def redirect(request: web.Request) -> web.StreamResponse:
-    return await _timed(request)
+    return await _timed(request, _answer)
 
 
 @routes.post(PATH)  # the password form posts back to the link's own URL
 async def unlock(request: web.Request) -> web.StreamResponse:
-    return await _timed(request)
+    return await _timed(request, _answer)
 
 
-async def _timed(request: web.Request) -> web.StreamResponse:
+@routes.get("/")
+async def home(request: web.Request) -> web.StreamResponse:
+    return await _timed(request, _home)
+
+
+@web.middleware
+async def not_found_middleware(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+    """Unknown paths outside /api/ (several segments, say) get the branded 404, not aiohttp's text."""
+    try:
+        return await handler(request)
+    except web.HTTPNotFound:
+        if request.path.startswith("/api/"):
+            raise  # the JSON error shape (api.errors)
+        return await _timed(request, _unknown_path)
+
+
+async def _timed(request: web.Request, answer: Answer) -> web.StreamResponse:
     started = time.perf_counter()
     outcome = "error"
     try:
-        response, outcome = await _answer(request)
+        response, outcome = await answer(request)
         return response
     except ServiceUnavailable:
         return pages.unavailable()
@@ -96,21 +119,44 @@ def short_code(path_code: str) -> str | None:
     return code
 
 
-async def _answer(request: web.Request) -> tuple[web.StreamResponse, str]:
-    app = request.app
-    settings = app[SETTINGS]
-    resolver = app[RESOLVER]
-    now = time.time()
-    ip = client_ip(
+def _visitor_ip(request: web.Request) -> str:
+    settings = request.app[SETTINGS]
+    return client_ip(
         request.remote,
         request.headers.get("X-Forwarded-For"),
         trust_proxy_headers=settings.trust_proxy_headers,
         trusted_proxies=settings.trusted_proxies,
     )
+
+
+async def _request_domain(request: web.Request) -> DomainInfo:
+    """The verified custom domain the Host names, else the default domain (ServiceUnavailable)."""
     host = request.host or ""
-    domain = DEFAULT_DOMAIN
-    if normalize_host(host) != normalize_host(settings.default_domain):
-        domain = await resolver.domain(host)
+    if normalize_host(host) == normalize_host(request.app[SETTINGS].default_domain):
+        return DEFAULT_DOMAIN
+    return await request.app[RESOLVER].domain(host)
+
+
+async def _home(request: web.Request) -> tuple[web.StreamResponse, str]:
+    domain = await _request_domain(request)
+    if domain.default_redirect_url:
+        return _domain_fallback(domain, pages.landing(), for_missing=False), "home"
+    return pages.landing(), "home"
+
+
+async def _unknown_path(request: web.Request) -> tuple[web.StreamResponse, str]:
+    return await _unavailable_link(
+        request, _visitor_ip(request), await _request_domain(request), LinkState.NOT_FOUND
+    )
+
+
+async def _answer(request: web.Request) -> tuple[web.StreamResponse, str]:
+    app = request.app
+    settings = app[SETTINGS]
+    resolver = app[RESOLVER]
+    now = time.time()
+    ip = _visitor_ip(request)
+    domain = await _request_domain(request)
     code = short_code(request.match_info["code"])
     resolved: ResolvedLink | None = None
     if code is not None:

@@ -15,7 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from engine.audit import AuditContext
 from engine.config import Settings
 from engine.db.pool import create_pool
-from engine.errors import ValidationFailed
+from engine.errors import QuotaExceeded, ValidationFailed
 from engine.links.importers import FORMATS, ImportReport, ImportTarget, ParsedImport, import_rows, parse_csv
 from engine.naming import Topics
 
@@ -78,7 +78,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         text = path.read_text(encoding="utf-8-sig")
         parsed = parse_csv(text, args.format, blocked_hosts=settings.blocked_hosts)
         report = asyncio.run(run_import(settings, parsed, args.workspace, args.user, console))
-    except ValidationFailed as exc:
+    except (ValidationFailed, QuotaExceeded) as exc:
         console.print(f"[red]linkrift import: {exc.field}: {exc.message}")
         return 2
     except UnicodeDecodeError:

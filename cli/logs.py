@@ -32,5 +32,5 @@ def setup_logging(level: str = "INFO", fmt: str = "kv") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("aiokafka", "faust", "mode"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    # Faust/mode INFO lines (rebalances, table recovery) are what operators need; aiokafka's are noise.
+    logging.getLogger("aiokafka").setLevel(max(logging.WARNING, root.level))

@@ -42,15 +42,24 @@ def cmd_api(args: argparse.Namespace) -> int:
 
 
 def _run_api_workers(workers: int, host: str, port: int) -> int:
-    """N api processes sharing one port through SO_REUSEPORT; the kernel spreads connections."""
-    argv = [sys.argv[0], "api", "--host", host, "--port", str(port), "--reuse-port"]
+    """N api processes sharing one port through SO_REUSEPORT; the kernel spreads connections.
+
+    SIGTERM and SIGINT to this parent are passed on to every child, so `docker stop` and
+    Ctrl-C both shut the whole set down cleanly.
+    """
+    import signal
+
+    argv = [sys.executable, "-m", "cli.main", "api", "--host", host, "--port", str(port), "--reuse-port"]
     children = [subprocess.Popen(argv) for _ in range(workers)]  # noqa: S603 - our own entry point
-    try:
-        return max(child.wait() for child in children)
-    except KeyboardInterrupt:
+
+    def forward(signum: int, frame: object) -> None:
         for child in children:
-            child.terminate()
-        return max(child.wait() for child in children)
+            if child.poll() is None:
+                child.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    return max(child.wait() for child in children)
 
 
 def cmd_worker(args: argparse.Namespace) -> int:

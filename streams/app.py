@@ -13,9 +13,9 @@ from streams.resources import WorkerResources
 
 # Tuned for fast failover: a killed worker's partitions move after ~6 s instead of Kafka's
 # 45 s default, and a restarted one rejoins in a few seconds (tansu and Apache Kafka alike).
-SESSION_TIMEOUT = 6.0
-HEARTBEAT_INTERVAL = 1.0
-REBALANCE_TIMEOUT = 10.0
+SESSION_TIMEOUT = 3.0
+HEARTBEAT_INTERVAL = 0.5
+REBALANCE_TIMEOUT = 5.0
 
 
 def create_app(settings: Settings) -> tuple[faust.App, WorkerResources]:

@@ -81,6 +81,17 @@ def database_url(template_db: str) -> Iterator[str]:
     asyncio.run(drop())
 
 
+@pytest_asyncio.fixture
+async def business_plan(database_url: str) -> None:
+    """Workspaces created in this test's database start on the business plan: the default free
+    plan allows no custom domain and no second member. Quota tests set workspaces.plan themselves."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute("ALTER TABLE workspaces ALTER COLUMN plan SET DEFAULT 'business'")
+    finally:
+        await conn.close()
+
+
 @pytest.fixture(scope="session")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """One tansu broker on a free loopback port for the session, stopped by PID at the end."""

@@ -2,7 +2,8 @@
 
 Who may call what is decided before these functions run (`engine.auth.permissions.authorize`);
 rules that depend on the *target* (nobody touches the owner's role, the owner cannot leave) use
-the same module's `can_assign_role` / `can_remove_member`.
+the same module's `can_assign_role` / `can_remove_member`. Inviting counts members plus pending
+invitations against the plan's `members` quota, joining counts members (402, field `members`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,10 @@ from engine.accounts.repository import create_workspace as _insert_workspace
 from engine.audit import AuditContext, write_audit
 from engine.auth.permissions import Role, can_assign_role, can_remove_member, parse_role
 from engine.auth.tokens import hash_token, new_one_time_token
+from engine.billing.plans import check_quota
+from engine.billing.usage import lock_quota
 from engine.errors import Conflict, Forbidden, NotFound, ValidationFailed, WorkspaceNotFound
+from engine.webhooks.emit import emit_event
 
 _SLUG_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,98}[a-z0-9])?$")
 _WS_COLUMNS = "id, name, slug, owner_id, plan, settings, created_at, updated_at"
@@ -322,6 +326,14 @@ async def invite(
             email,
         ):
             raise Conflict("this person is already a member", field="email")
+        plan = await lock_quota(conn, workspace_id, "members")
+        seats = await conn.fetchval(
+            """SELECT (SELECT count(*) FROM workspace_members WHERE workspace_id = $1)
+                    + (SELECT count(*) FROM workspace_invitations
+                       WHERE workspace_id = $1 AND accepted_at IS NULL AND expires_at > now())""",
+            workspace_id,
+        )
+        check_quota(plan, "members", int(seats))
         row = await conn.fetchrow(
             """INSERT INTO workspace_invitations (workspace_id, email, role, token_hash, invited_by, expires_at)
                VALUES ($1, $2, $3, $4, $5, $6) RETURNING *""",
@@ -341,7 +353,23 @@ async def invite(
             str(row["id"]),
             new={"email": email, "role": parsed.value},
         )
-    return _invitation_json(row), token
+        invitation = _invitation_json(row)
+        await emit_event(
+            conn,
+            workspace_id,
+            "member.invited",
+            subject_id=invitation["id"],
+            at=row["created_at"],
+            data={
+                "invitation_id": invitation["id"],
+                "workspace_id": workspace_id,
+                "email": email,
+                "role": parsed.value,
+                "invited_by": invitation["invited_by"],
+                "expires_at": invitation["expires_at"],
+            },
+        )
+    return invitation, token
 
 
 async def list_invitations(conn: asyncpg.Connection, workspace_id: str) -> list[dict[str, Any]]:
@@ -389,6 +417,16 @@ async def accept_invitation(conn: asyncpg.Connection, ctx: AuditContext, user_em
         if row is None or row["email"] != user_email:
             raise NotFound("invitation not found: invalid, used, expired or for another email", field="token")
         workspace_id = str(row["workspace_id"])
+        plan = await lock_quota(conn, workspace_id, "members")
+        counts = await conn.fetchrow(
+            "SELECT count(*) AS members, count(*) FILTER (WHERE user_id = $2) AS me"
+            " FROM workspace_members WHERE workspace_id = $1",
+            workspace_id,
+            ctx.actor_id,
+        )
+        assert counts is not None
+        if not counts["me"]:  # an existing member gets the 409 below, not a quota error
+            check_quota(plan, "members", int(counts["members"]))
         inserted = await conn.fetchval(
             """INSERT INTO workspace_members (workspace_id, user_id, role, invited_by) VALUES ($1, $2, $3, $4)
                ON CONFLICT (workspace_id, user_id) DO NOTHING RETURNING 1""",

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 import asyncpg
 
 from engine.billing.gateway import StripeGateway
-from engine.billing.plans import check_quota, limits_for, within_quota
+from engine.billing.plans import Plan, Resource, check_quota, limits_for, within_quota
 
 log = logging.getLogger(__name__)
 
@@ -36,14 +36,30 @@ async def period_start(conn: asyncpg.Connection, workspace_id: str) -> datetime:
     )
 
 
+async def lock_quota(conn: asyncpg.Connection, workspace_id: str, resource: Resource) -> str:
+    """Serialize the quota checks of one (workspace, resource) until the caller's transaction ends,
+    so two concurrent creations cannot both take the last unit; returns the workspace's plan.
+
+    An advisory lock rather than a row lock: `FOR UPDATE` on the workspace row would also block
+    every insert that references the workspace (their foreign-key checks take KEY SHARE locks).
+    """
+    await conn.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", f"quota:{resource}:{workspace_id}"
+    )
+    plan = await conn.fetchval("SELECT plan FROM workspaces WHERE id = $1", workspace_id)
+    return str(plan) if plan is not None else Plan.FREE.value
+
+
 async def enforce_link_quota(conn: asyncpg.Connection, workspace_id: str, adding: int = 1) -> None:
     """Raise QuotaExceeded (402, field links_per_month) if `adding` more links exceed the plan.
 
-    Call it inside the link-creating transaction, before the INSERT.
+    Call it inside the link-creating transaction, before the INSERT (it holds the quota lock
+    until that transaction ends).
     """
     plan = await conn.fetchval("SELECT plan FROM workspaces WHERE id = $1", workspace_id)
     if limits_for(str(plan)).links_per_month is None:
         return
+    plan = await lock_quota(conn, workspace_id, "links_per_month")
     created = await conn.fetchval(_COUNT_LINKS, workspace_id, await period_start(conn, workspace_id))
     check_quota(str(plan), "links_per_month", int(created), adding)
 

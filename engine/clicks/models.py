@@ -43,7 +43,8 @@ class RawClick:
     city: str = ""
 
     def dumps(self) -> bytes:
-        return orjson.dumps(asdict(self))
+        # orjson serialises dataclasses natively, ~10x faster than orjson.dumps(asdict(self)).
+        return orjson.dumps(self)
 
     @classmethod
     def loads(cls, data: bytes | str | dict[str, Any]) -> RawClick:
@@ -93,7 +94,8 @@ class EnrichedClick:
     bio_link_id: str = ""
 
     def dumps(self) -> bytes:
-        return orjson.dumps(asdict(self))
+        # orjson serialises dataclasses natively, ~10x faster than orjson.dumps(asdict(self)).
+        return orjson.dumps(self)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -1,4 +1,8 @@
-"""Custom domains in PostgreSQL, always scoped by workspace; soft-deleted rows free their name."""
+"""Custom domains in PostgreSQL, always scoped by workspace; soft-deleted rows free their name.
+
+Adding one checks the plan's `custom_domains` quota; a domain that becomes verified queues its
+`domain.verified` webhook deliveries in the same transaction.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,8 @@ from typing import Any
 
 import asyncpg
 
+from engine.billing.plans import check_quota
+from engine.billing.usage import lock_quota
 from engine.domains.verification import (
     CheckOutcome,
     DnsCheck,
@@ -18,6 +24,7 @@ from engine.domains.verification import (
 )
 from engine.errors import Conflict, NotFound, ValidationFailed
 from engine.records import record_to_json
+from engine.webhooks.emit import emit_event
 
 SSL_STATUSES = ("pending", "active", "failed")
 
@@ -38,18 +45,27 @@ async def create_domain(
     default_redirect_url: str | None = None,
     custom_404_url: str | None = None,
 ) -> asyncpg.Record:
-    try:
-        row = await conn.fetchrow(
-            f"""INSERT INTO domains (workspace_id, domain, dns_records, default_redirect_url, custom_404_url)
-                VALUES ($1, $2, $3, $4, $5) RETURNING {DOMAIN_COLUMNS}""",
-            workspace_id,
-            domain,
-            [verification_record(domain, token)],
-            default_redirect_url,
-            custom_404_url,
+    """Insert a domain (unverified); QuotaExceeded (402, field custom_domains) past the plan."""
+    async with conn.transaction():
+        plan = await lock_quota(conn, workspace_id, "custom_domains")
+        existing = await conn.fetchval(
+            "SELECT count(*) FROM domains WHERE workspace_id = $1 AND deleted_at IS NULL", workspace_id
         )
-    except asyncpg.UniqueViolationError:
-        raise Conflict(f"domain {domain!r} is already registered", field="domain") from None
+        check_quota(plan, "custom_domains", int(existing))
+        try:
+            async with conn.transaction():
+                row = await conn.fetchrow(
+                    f"""INSERT INTO domains (workspace_id, domain, dns_records, default_redirect_url,
+                            custom_404_url)
+                        VALUES ($1, $2, $3, $4, $5) RETURNING {DOMAIN_COLUMNS}""",
+                    workspace_id,
+                    domain,
+                    [verification_record(domain, token)],
+                    default_redirect_url,
+                    custom_404_url,
+                )
+        except asyncpg.UniqueViolationError:
+            raise Conflict(f"domain {domain!r} is already registered", field="domain") from None
     assert row is not None
     return row
 
@@ -115,8 +131,34 @@ async def delete_domain(conn: asyncpg.Connection, workspace_id: str, domain_id: 
 
 async def record_check(conn: asyncpg.Connection, domain_id: str, check: DnsCheck) -> asyncpg.Record:
     """Store a DNS check. A verified domain stays verified if a later re-check fails (its links
-    keep working); the failure is visible in dns_records[].last_check."""
-    records = await conn.fetchval("SELECT dns_records FROM domains WHERE id = $1", domain_id)
+    keep working); the failure is visible in dns_records[].last_check. The check that verifies
+    a domain also queues its `domain.verified` webhook deliveries (same transaction)."""
+    async with conn.transaction():
+        before = await conn.fetchrow(
+            "SELECT dns_records, is_verified FROM domains WHERE id = $1 FOR UPDATE", domain_id
+        )
+        assert before is not None
+        row = await _store_check(conn, domain_id, before["dns_records"], check)
+        if row["is_verified"] and not before["is_verified"]:
+            await emit_event(
+                conn,
+                str(row["workspace_id"]),
+                "domain.verified",
+                subject_id=str(row["id"]),
+                at=row["verified_at"],
+                data={
+                    "domain_id": str(row["id"]),
+                    "workspace_id": str(row["workspace_id"]),
+                    "domain": row["domain"],
+                    "verified_at": row["verified_at"].isoformat(),
+                },
+            )
+    return row
+
+
+async def _store_check(
+    conn: asyncpg.Connection, domain_id: str, records: list[Any] | None, check: DnsCheck
+) -> asyncpg.Record:
     now = datetime.now(UTC)
     updated = []
     for record in records or []:

@@ -69,9 +69,21 @@ def client_ip(
     return str(ipaddress.ip_address(hops[0].strip("[]"))) if hops else remote or ""
 
 
+# Count only admissions, never refusals: the counter is then the number of clicks let through,
+# and comparing it with the *current* max_clicks makes raising the cap from 100 to 150 admit
+# exactly 50 more (a plain INCR would also count the refused requests of an exhausted link).
+_ADMIT_SCRIPT = """
+local admitted = tonumber(redis.call('GET', KEYS[1]) or '0')
+if admitted >= tonumber(ARGV[1]) then return 0 end
+redis.call('INCR', KEYS[1])
+return 1
+"""
+
+
 async def admit(client: redis.Redis, keys: RedisKeys, link: CachedLink) -> bool:
-    """Exact max_clicks admission: one atomic INCR, only for capped links. Raises RedisError."""
+    """Exact max_clicks admission: one atomic script (check and increment), only for capped
+    links. Raises RedisError."""
     if link.max_clicks is None:
         return True
-    admitted = await client.incr(keys.link_admitted(link.id))
-    return int(admitted) <= link.max_clicks
+    admitted = await client.eval(_ADMIT_SCRIPT, 1, keys.link_admitted(link.id), link.max_clicks)  # type: ignore[misc]
+    return bool(admitted)

@@ -13,7 +13,9 @@ Headers are compared case-insensitively with spaces, `_` and `-` ignored (`Long 
     plain   url [+ short_code, title, tags]
 
 Tags are split on `|` or `,`. Rows are validated before any write; each batch of valid rows is
-inserted in one transaction, so a database failure never leaves a batch half-imported.
+inserted in one transaction, so a database failure never leaves a batch half-imported. The valid
+rows must fit the plan's monthly link quota as a whole (402 before anything is written); each
+batch re-checks it in its transaction.
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ from urllib.parse import urlsplit
 import asyncpg
 
 from engine.audit import AuditContext, write_audit
-from engine.errors import LinkRiftError, ValidationFailed
+from engine.billing.usage import enforce_link_quota
+from engine.errors import LinkRiftError, QuotaExceeded, ValidationFailed
 from engine.links.repository import change_payload
 from engine.links.shortcodes import generate_code, validate_custom_code
 from engine.links.tags import ensure_tags, validate_tag_names
@@ -235,7 +238,12 @@ async def import_rows(
     batch_size: int = BATCH_SIZE,
     progress: Callable[[int], None] | None = None,
 ) -> ImportReport:
-    """Insert the valid rows batch by batch (one transaction each); report every failed row."""
+    """Insert the valid rows batch by batch (one transaction each); report every failed row.
+
+    Raises QuotaExceeded (field links_per_month) before any write if the valid rows do not fit
+    the plan's remaining monthly links."""
+    if parsed.rows:
+        await enforce_link_quota(conn, target.workspace_id, adding=len(parsed.rows))
     report = ImportReport(parsed.format, total_rows=len(parsed.rows) + len(parsed.errors))
     for error in parsed.errors:
         report.add_error(error)
@@ -244,11 +252,15 @@ async def import_rows(
         batch = await _drop_taken_codes(conn, target, batch, report)
         try:
             async with conn.transaction():
+                if batch:
+                    # Concurrent creations may have used the quota since the check above.
+                    await enforce_link_quota(conn, target.workspace_id, adding=len(batch))
                 await _insert_batch(conn, target, batch)
             report.imported += len(batch)
         except (asyncpg.PostgresError, LinkRiftError) as exc:
+            field = exc.field if isinstance(exc, QuotaExceeded) and exc.field else "row"
             for row in batch:
-                report.add_error(RowError(row.row, "row", f"batch rolled back: {exc}"))
+                report.add_error(RowError(row.row, field, f"batch rolled back: {exc}"))
         if progress:
             progress(len(batch))
     return report

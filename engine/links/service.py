@@ -1,8 +1,8 @@
 """Link use cases: validate, write the row, its tags, the outbox event and the audit row together.
 
 Each mutation runs in one transaction holding the change, its `links.changes` outbox row and its
-audit row. Plan limits are not checked yet: `engine/billing/plans.py` does not exist (see
-docs/api-links.md).
+audit row. Creation checks the plan's monthly link quota in that transaction (402, field
+`links_per_month`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ import asyncpg
 
 from engine.audit import AuditContext, write_audit
 from engine.auth.passwords import hash_password, validate_password
-from engine.errors import LinkRiftError, ShortCodeTaken, ValidationFailed
+from engine.billing.usage import enforce_link_quota
+from engine.errors import LinkRiftError, QuotaExceeded, ShortCodeTaken, ValidationFailed
 from engine.links import repository
 from engine.links.shortcodes import validate_custom_code
 from engine.links.tags import set_link_tags, tags_for_links, validate_tag_names
@@ -180,6 +181,7 @@ async def create_link(conn: asyncpg.Connection, actor: Actor, link: NewLink) -> 
     password_hash = await _hash(link.password)
     async with conn.transaction():
         await _check_domain(conn, actor.workspace_id, link.domain_id)
+        await enforce_link_quota(conn, actor.workspace_id)
         row = await repository.create_link(
             conn,
             topic=actor.topic,
@@ -216,7 +218,8 @@ class BulkResult:
 async def create_links_bulk(
     conn: asyncpg.Connection, actor: Actor, items: Sequence[NewLink | LinkRiftError]
 ) -> list[BulkResult]:
-    """Per-item semantics: each valid item commits on its own; failures are reported, not fatal."""
+    """Per-item semantics: each valid item commits on its own; failures (including the plan's
+    quota running out midway) are reported, not fatal."""
     if len(items) > MAX_BULK:
         raise ValidationFailed(f"at most {MAX_BULK} links per call", field="links")
     results: list[BulkResult] = []
@@ -226,7 +229,7 @@ async def create_links_bulk(
             continue
         try:
             results.append(BulkResult(index, row=await create_link(conn, actor, item)))
-        except (ValidationFailed, ShortCodeTaken) as exc:
+        except (ValidationFailed, ShortCodeTaken, QuotaExceeded) as exc:
             results.append(BulkResult(index, error=exc))
     return results
 
@@ -256,6 +259,10 @@ async def update_link(
         old = await repository.get_link(conn, actor.workspace_id, link_id, lock=True)
         if "domain_id" in sets:
             await _check_domain(conn, actor.workspace_id, sets["domain_id"])
+        if "max_clicks" in sets and _cap_raised(old["max_clicks"], sets["max_clicks"]):
+            # Room for more clicks: the link is no longer exhausted, and the worker announces
+            # `exhausted` again when the new cap is reached (see _cap_raised for the counter).
+            sets["exhausted_at"] = None
         if "url" in sets and sets["url"] != old["url"]:
             # The old destination's images are wrong now; the api refetches them.
             sets.update(favicon_url=None, og_image_url=None)
@@ -295,6 +302,14 @@ async def update_link(
             new=new_view,
         )
     return row
+
+
+def _cap_raised(old: int | None, new: int | None) -> bool:
+    """Whether a max_clicks change leaves room for more clicks (raised, removed or newly set).
+
+    The redirect's admission counter (Redis `link:admitted:{id}`) counts the clicks admitted so
+    far and is left alone: raising max_clicks from 100 to 150 admits exactly 50 more."""
+    return new is None or old is None or new > old
 
 
 def _validate_patch_value(key: str, value: Any, blocked_hosts: Collection[str]) -> Any:

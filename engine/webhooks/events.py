@@ -47,6 +47,12 @@ def envelope(event_type: str, data: Mapping[str, Any], at: datetime | None = Non
     }
 
 
+def event_id(event_type: str, subject_id: str, at: str) -> str:
+    """The webhook-id of an event: derived from (type, subject, time), so producing the same event
+    twice maps onto the same deliveries (they are unique per webhook and event id)."""
+    return "evt_" + uuid.uuid5(uuid.NAMESPACE_URL, f"{event_type}/{subject_id}/{at}").hex
+
+
 def from_link_change(change: Mapping[str, Any]) -> tuple[str, str, dict[str, Any]] | None:
     """(event_id, event_type, data) for a `links.changes` record, or None if no webhook event matches.
 
@@ -56,7 +62,5 @@ def from_link_change(change: Mapping[str, Any]) -> tuple[str, str, dict[str, Any
     link_id = change.get("link_id")
     if event_type not in EVENT_TYPES or not link_id or not change.get("workspace_id"):
         return None
-    at = str(change.get("at", ""))
-    event_id = "evt_" + uuid.uuid5(uuid.NAMESPACE_URL, f"{event_type}/{link_id}/{at}").hex
     data = {k: change[k] for k in ("link_id", "workspace_id", "short_code", "domain_id", "at") if k in change}
-    return event_id, event_type, data
+    return event_id(event_type, str(link_id), str(change.get("at", ""))), event_type, data

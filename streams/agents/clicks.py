@@ -155,16 +155,19 @@ def register(app: faust.App, res: WorkerResources) -> dict[str, Any]:
                 ws_state[ws_key] = dict(
                     workspace_parts.get(f"{raw.workspace_id}:{partition}") or {"count": 0, "offset": -1}
                 )
-            if not result.applied:
-                CLICKS_REPLAYED.inc()
-                continue
+            # The visitor index and the workspace share are checked on their own, not through the
+            # link's "applied" flag: after a crash any subset of the batch's changelog writes may
+            # be durable, so each table must recognise a replay by itself.
             if first_seen is None:
                 new_visitors[visitor_key] = (offset, event)
-            dirty.add(raw.link_id)
             ws = ws_state[ws_key]
             if offset > ws["offset"]:
                 ws_state[ws_key] = {"count": ws["count"] + 1, "offset": offset}
                 ws_dirty[ws_key] = event
+            if not result.applied:
+                CLICKS_REPLAYED.inc()
+                continue
+            dirty.add(raw.link_id)
             fresh.append(click)
         dirty |= await enforce_limits(touched)
         # One table write per key for the whole batch, each in the context of an event of its

@@ -1,15 +1,19 @@
-"""Worker housekeeping: `clicks` partitions, link expiry events and consumer-lag metrics."""
+"""Worker housekeeping: `clicks` partitions, link expiry events, custom-domain DNS re-checks and
+consumer-lag metrics."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import timedelta
 
 import asyncpg
 import faust
 from prometheus_client import Counter, Gauge
 
 from engine.db.partitions import drop_old_click_partitions, ensure_click_partitions
+from engine.domains.repository import recheck_domains
+from engine.domains.verification import TxtVerifier
 from engine.links.enforcement import emit_expired
 from streams.resources import WorkerResources
 
@@ -36,7 +40,24 @@ async def maintain_partitions(res: WorkerResources) -> tuple[list[str], list[str
     return created, dropped
 
 
+async def recheck_custom_domains(
+    pool: asyncpg.Pool, verifier: TxtVerifier, interval: timedelta, batch: int = 100
+) -> int:
+    """Re-check the DNS TXT record of every domain not checked for `interval`, batch by batch
+    (each check moves last_dns_check_at, so a domain is never taken twice); returns how many."""
+    checked = 0
+    while True:
+        results = await recheck_domains(pool, verifier, interval=interval, limit=batch)
+        checked += len(results)
+        if len(results) < batch:
+            return checked
+
+
 def register(app: faust.App, res: WorkerResources) -> None:
+    settings = res.settings
+    verifier = TxtVerifier(settings.dns_nameserver, settings.dns_timeout)
+    recheck_every = float(settings.domain_recheck_seconds)
+
     @app.task
     async def click_partitions() -> None:
         """On start, then hourly: partitions two months ahead, past retention dropped."""
@@ -60,6 +81,19 @@ def register(app: faust.App, res: WorkerResources) -> None:
         if expired:
             EXPIRED.inc(len(expired))
             log.info("links_expired count=%d", len(expired))
+
+    @app.timer(recheck_every, name="domain_recheck")
+    async def domain_recheck() -> None:
+        """Pending domains get verified once their record appears (and announce domain.verified);
+        verified ones record failures without losing verification (engine.domains.repository)."""
+        await res.ensure_started()
+        try:
+            checked = await recheck_custom_domains(res.pg, verifier, timedelta(seconds=recheck_every))
+        except _PG_ERRORS as exc:
+            log.warning("domain re-check failed error=%s", exc)
+            return
+        if checked:
+            log.info("domains_rechecked count=%d", checked)
 
     @app.timer(LAG_INTERVAL_SECONDS, name="consumer_lag")
     async def consumer_lag() -> None:

@@ -19,7 +19,8 @@ from engine.db.pool import create_pool
 from engine.domains.repository import recheck_domains
 from engine.domains.verification import CheckOutcome, TxtVerifier
 
-pytestmark = pytest.mark.integration
+# The free plan allows no custom domain and no second member; quotas: test_quotas.py.
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("business_plan")]
 
 
 class DnsResponder(asyncio.DatagramProtocol):

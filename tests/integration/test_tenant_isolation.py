@@ -8,7 +8,8 @@ import pytest
 
 from tests.integration.test_accounts import bearer, outbox_tokens, signup
 
-pytestmark = pytest.mark.integration
+# The free plan allows no custom domain and no second member; quotas: test_quotas.py.
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("business_plan")]
 
 
 async def test_workspace_a_cannot_reach_workspace_b(api) -> None:
