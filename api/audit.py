@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 from aiohttp import web
 
@@ -33,8 +33,10 @@ def _time(raw: str | None, field: str) -> datetime | None:
     if not raw:
         return None
     try:
-        return datetime.fromisoformat(raw)
-    except ValueError:
+        value = datetime.fromisoformat(raw)
+        # In UTC here: the database's conversion would overflow near year 1 or 9999 (a 500).
+        return value.astimezone(UTC) if value.tzinfo else value
+    except (ValueError, OverflowError):
         raise ValidationFailed(f"{field} must be an ISO 8601 timestamp", field=field) from None
 
 

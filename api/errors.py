@@ -7,7 +7,7 @@ import logging
 import orjson
 from aiohttp import web
 
-from engine.errors import LinkRiftError, RateLimited
+from engine.errors import LinkRiftError, RateLimited, ValidationFailed
 
 log = logging.getLogger(__name__)
 
@@ -25,9 +25,18 @@ def error_response(status: int, code: str, message: str, field: str | None = Non
     return json_response({"error": {"code": code, "message": message, "field": field}}, status)
 
 
+def _refuse_nul(request: web.Request) -> None:
+    """PostgreSQL text cannot hold U+0000: a query or path parameter with one is bad input, not a 500."""
+    for source in (request.query, request.match_info):
+        for name, value in source.items():
+            if "\x00" in value:
+                raise ValidationFailed(f"{name} must not contain NUL characters", field=name)
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: web.Handler) -> web.StreamResponse:
     try:
+        _refuse_nul(request)
         return await handler(request)
     except LinkRiftError as exc:
         headers = {"Retry-After": str(max(1, int(exc.retry_after + 0.999)))} if isinstance(exc, RateLimited) else None

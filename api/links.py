@@ -13,6 +13,7 @@ from uuid import UUID
 
 import orjson
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import BadHttpMessage
 from multidict import MultiMapping
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -82,13 +83,35 @@ class BulkCreate(BaseModel):
 
 
 async def read_json(request: web.Request) -> dict[str, Any]:
+    raw = await request.read()
     try:
-        body = orjson.loads(await request.read())
+        body = orjson.loads(raw)
     except orjson.JSONDecodeError:
         raise ValidationFailed("request body must be valid JSON", field="body") from None
     if not isinstance(body, dict):
         raise ValidationFailed("request body must be a JSON object", field="body")
+    if b"\\u0000" in raw and (field := _nul_field(body, "")) is not None:
+        # PostgreSQL text cannot hold U+0000; refused here rather than as a 500 from the database.
+        raise ValidationFailed(f"{field or 'body'} must not contain NUL characters", field=field or "body")
     return body
+
+
+def _nul_field(value: Any, path: str) -> str | None:
+    """The path (`a.b[0]`) of the first key or string holding U+0000, else None."""
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            inner = f"{path}.{key}" if path else str(key)
+            if "\x00" in key:
+                return inner
+            if (found := _nul_field(item, inner)) is not None:
+                return found
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            if (found := _nul_field(item, f"{path}[{i}]")) is not None:
+                return found
+    return None
 
 
 def parse_model(model: type[M], data: dict[str, Any], prefix: str = "") -> M:
@@ -173,9 +196,10 @@ def _time_param(query: MultiMapping[str], name: str) -> datetime | None:
         return None
     try:
         value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError:
+        # In UTC here: the database's conversion would overflow near year 1 or 9999 (a 500).
+        return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+    except (ValueError, OverflowError):
         raise ValidationFailed(f"{name} must be an ISO 8601 timestamp", field=name) from None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _int_param(query: MultiMapping[str], name: str, default: int | None) -> int | None:
@@ -324,13 +348,16 @@ async def _import_payload(request: web.Request) -> tuple[bytes, str | None]:
     if request.content_type.startswith("multipart/"):
         data: bytes | None = None
         reader = await request.multipart()
-        while (part := await reader.next()) is not None:
-            if not isinstance(part, BodyPartReader):
-                continue
-            if part.name == "file":
-                data = await _read_limited(part, MAX_IMPORT_BYTES)
-            elif part.name == "format":
-                fmt = (await part.text()).strip() or fmt
+        try:
+            while (part := await reader.next()) is not None:
+                if not isinstance(part, BodyPartReader):
+                    continue
+                if part.name == "file":
+                    data = await _read_limited(part, MAX_IMPORT_BYTES)
+                elif part.name == "format":
+                    fmt = (await part.text()).strip() or fmt
+        except (BadHttpMessage, ValueError):
+            raise ValidationFailed("malformed multipart body", field="file") from None
         if data is None:
             raise ValidationFailed("multipart body needs a 'file' part", field="file")
         return data, fmt

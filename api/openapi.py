@@ -532,9 +532,9 @@ OPERATIONS: dict[tuple[str, str], Op] = {
     ("PATCH", _WS): Op(
         "Change a workspace", result=_ref("Workspace"), body=workspaces.WorkspaceUpdate, errors=(409,)
     ),
-    ("DELETE", _WS): Op("Delete a workspace (owner)", 204, errors=(409,)),
+    ("DELETE", _WS): Op("Delete a workspace (owner)", 204, errors=(409,), auth=Auth.SESSION),
     ("POST", f"{_WS}/transfer"): Op(
-        "Transfer ownership to a member", 204, body=workspaces.Transfer, errors=(409,)
+        "Transfer ownership to a member", 204, body=workspaces.Transfer, errors=(409,), auth=Auth.SESSION
     ),
     ("GET", f"{_WS}/members"): Op("Members and their roles", result=_items("Member")),
     ("PATCH", f"{_WS}/members/{{user_id}}"): Op(
@@ -555,18 +555,21 @@ OPERATIONS: dict[tuple[str, str], Op] = {
         auth=Auth.SESSION,
         errors=(404, 409, 410),
     ),
-    ("GET", f"{_WS}/api-keys"): Op("API keys (your own, or all for admins)", result=_items("ApiKey")),
+    ("GET", f"{_WS}/api-keys"): Op(
+        "API keys (your own, or all for admins)", result=_items("ApiKey"), auth=Auth.SESSION
+    ),
     ("POST", f"{_WS}/api-keys"): Op(
         "Create an API key; the plaintext `key` is in this answer only",
         201,
         {"allOf": [_ref("ApiKey"), _obj("key", key=STR)]},
         body=workspaces.ApiKeyCreate,
+        auth=Auth.SESSION,
     ),
-    ("GET", f"{_WS}/api-keys/{{key_id}}"): Op("Read an API key", result=_ref("ApiKey")),
+    ("GET", f"{_WS}/api-keys/{{key_id}}"): Op("Read an API key", result=_ref("ApiKey"), auth=Auth.SESSION),
     ("PATCH", f"{_WS}/api-keys/{{key_id}}"): Op(
-        "Change an API key", result=_ref("ApiKey"), body=workspaces.ApiKeyUpdate
+        "Change an API key", result=_ref("ApiKey"), body=workspaces.ApiKeyUpdate, auth=Auth.SESSION
     ),
-    ("DELETE", f"{_WS}/api-keys/{{key_id}}"): Op("Revoke an API key", 204),
+    ("DELETE", f"{_WS}/api-keys/{{key_id}}"): Op("Revoke an API key", 204, auth=Auth.SESSION),
     # domains
     ("GET", f"{_V1}/domains"): Op("Custom domains", result=_obj("domains", domains=_array(_ref("Domain")))),
     ("POST", f"{_V1}/domains"): Op(
@@ -824,7 +827,9 @@ def _responses(op: Op, path: str, has_params: bool) -> dict[str, Any]:
     out[str(op.status)] = success
     errors: set[int] = set(op.errors)
     if op.auth is not Auth.NONE:
-        errors |= {401, 403, 429}
+        errors |= {401, 403}
+    if path.startswith("/api/"):
+        errors.add(429)  # the per-IP limit applies to every api route
     if op.body is not None or op.body_media or op.query or has_params:
         errors.add(422)
     if op.body is not None:

@@ -140,7 +140,7 @@ async def list_deliveries(request: web.Request) -> web.Response:
     who = await principal(request, Action.WEBHOOK_READ)
     hook_id = _hook_id(request)
     raw_limit = request.query.get("limit", "50")
-    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_PAGE:
+    if not (raw_limit.isascii() and raw_limit.isdigit()) or not 1 <= int(raw_limit) <= MAX_PAGE:
         raise ValidationFailed(f"limit must be an integer from 1 to {MAX_PAGE}", field="limit")
     async with request.app[PG].acquire() as conn:
         rows, cursor = await repository.list_deliveries(

@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/redirect.py [--seconds 5] [--rounds 3] [--warmup 2] [--threads 2]
                                        [--connections 64] [--workers 2] [--profile]
+                                       [--baseline-tree DIR]
 
 Starts a fresh PG database (migrated, dropped at the end), a Redis namespace (keys deleted at the
 end), a tansu broker and `linkrift api`; creates a plain link, a link with UTM parameters and a
@@ -12,6 +13,9 @@ sharing a port. "CPU efficiency vs bare" (bare CPU µs per request / target CPU 
 is what the req/s ratio would be with a dedicated core per server; on a busy machine it is the
 steadier figure. `--profile` samples the api with py-spy during an extra run on the rules link and prints
 the hottest functions. The click emitter produces every click to tansu, as in production.
+`--baseline-tree DIR` also starts a second `linkrift api` whose packages come from DIR (a copy of
+an older checkout, put first on PYTHONPATH) and measures it in the same interleaved rounds, so a
+before/after comparison sees the same background load.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -276,7 +281,7 @@ async def run(args: argparse.Namespace) -> None:
         tansu(work / "tansu") as broker,
     ):
         who = await make_principal(dsn)
-        api_port, bare_port, api2_port, bare2_port = free_ports(4)
+        api_port, bare_port, api2_port, bare2_port, base_port = free_ports(5)
         env = platform_env(
             database_url=dsn, namespace=namespace, broker_url=broker.url, data_dir=work / "data"
         )
@@ -288,6 +293,14 @@ async def run(args: argparse.Namespace) -> None:
             procs.append(bare)
             base = f"http://127.0.0.1:{api_port}"
             _wait_api(base, who["api_key"], api)
+            old: ManagedProcess | None = None
+            if args.baseline_tree:
+                old_env = {**env, "PYTHONPATH": args.baseline_tree}
+                old = start_process(
+                    "api-baseline", [LINKRIFT, "api", "--port", str(base_port)], work, old_env
+                )
+                procs.append(old)
+                _wait_api(f"http://127.0.0.1:{base_port}", who["api_key"], old)
             wait_http(f"http://127.0.0.1:{bare_port}/healthz", 30, bare)
             codes = await _create_links(base, dsn, who["api_key"])
             _check_links(base, codes)
@@ -304,7 +317,14 @@ async def run(args: argparse.Namespace) -> None:
                 Target("api: link with UTM", f"{base}/{codes['utm']}", [api.pid]),
                 Target("api: link with 3 rules", f"{base}/{codes['rules']}", [api.pid]),
             ]
+            if old is not None:
+                assert old.pid is not None
+                old_base = f"http://127.0.0.1:{base_port}"
+                _check_links(old_base, codes)
+                for index, name in ((3, "rules"), (2, "utm"), (1, "plain")):
+                    one.insert(index, Target(f"baseline: {name}", f"{old_base}/{codes[name]}", [old.pid]))
             _measure(one, args)
+            by_name = {t.name: t for t in one}
             tansu_cores = (_cpu_seconds([broker.pid]) - tansu_before) / (time.monotonic() - began)
             console.print(_table("one process each", one))
             console.print(f"tansu (receiving every click) used {tansu_cores:.2f} cores on average meanwhile")
@@ -312,6 +332,8 @@ async def run(args: argparse.Namespace) -> None:
                 _profile(f"{base}/{codes['rules']}", [api.pid], args, work)
             api.stop()
             bare.stop()
+            if old is not None:
+                old.stop()
             if args.workers > 1:
                 argv = [LINKRIFT, "api", "--port", str(api2_port), "--workers", str(args.workers)]
                 api2 = start_process("api2", argv, work, env)
@@ -346,7 +368,8 @@ async def run(args: argparse.Namespace) -> None:
                 )
                 console.print(
                     f"scaling x{args.workers}/x1 (median req/s): bare {many[0].rps / one[0].rps:.2f}, "
-                    f"api plain {many[1].rps / one[1].rps:.2f}, api rules {many[2].rps / one[3].rps:.2f}"
+                    f"api plain {many[1].rps / by_name['api: plain link'].rps:.2f}, "
+                    f"api rules {many[2].rps / by_name['api: link with 3 rules'].rps:.2f}"
                 )
         finally:
             for proc in reversed(procs):
@@ -370,7 +393,12 @@ def main() -> None:
         "--profile", action="store_true", help="py-spy the api during an extra rules-link run"
     )
     parser.add_argument("--profile-top", type=int, default=25)
+    parser.add_argument(
+        "--baseline-tree", help="also measure a `linkrift api` run from this source tree (before/after)"
+    )
     args = parser.parse_args()
+    if args.baseline_tree:
+        args.baseline_tree = os.path.abspath(args.baseline_tree)
     asyncio.run(run(args))
 
 

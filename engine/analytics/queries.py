@@ -29,6 +29,7 @@ from engine.naming import CH_CLICKS
 
 INTERVALS = ("hour", "day")
 MAX_RANGE = timedelta(days=3 * 366)
+MIN_YEAR, MAX_YEAR = 1970, 2100  # ClickHouse DateTime starts at the epoch
 # Hour buckets are zero-filled, so the window bounds the response size: 92 days = 2208 buckets.
 MAX_HOUR_RANGE = timedelta(days=92)
 DEFAULT_LIMIT = 10
@@ -87,6 +88,9 @@ def parse_time(value: Any, field: str, tz: ZoneInfo) -> datetime | None:
         dt = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
     except ValueError:
         raise ValidationFailed(f"{field} must be an ISO-8601 date or datetime", field=field) from None
+    # Also keeps window arithmetic (`to` minus 30 days, time-zone shifts) clear of datetime's year 1..9999.
+    if not MIN_YEAR <= dt.year <= MAX_YEAR:
+        raise ValidationFailed(f"{field} must be between the years {MIN_YEAR} and {MAX_YEAR}", field=field)
     return (dt if dt.tzinfo else dt.replace(tzinfo=tz)).astimezone(UTC)
 
 

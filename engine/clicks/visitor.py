@@ -13,6 +13,11 @@ from datetime import UTC, date, datetime
 VISITOR_ID_BYTES = 16  # 32 hex characters
 _KEY_LABEL = b"linkrift/visitor-id/v1/"
 _MAX_CACHED_DAYS = 8
+_EPOCH = date(1970, 1, 1)
+_DAY_SECONDS = 86400
+# Inside [day start + margin, day end - margin) a timestamp's UTC day is certain, whatever
+# sub-microsecond rounding datetime.fromtimestamp applies at the boundaries.
+_DAY_MARGIN = 0.001
 
 
 def utc_day(ts: float) -> date:
@@ -42,6 +47,10 @@ class VisitorIdFactory:
     def __init__(self, secret: str) -> None:
         self._secret = secret
         self._keys: dict[date, bytes] = {}
+        # The current day's key and the timestamps it certainly covers (`at` skips utc_day).
+        self._today_key = b""
+        self._today_from = 0.0
+        self._today_until = 0.0
 
     def _key(self, day: date) -> bytes:
         key = self._keys.get(day)
@@ -56,4 +65,10 @@ class VisitorIdFactory:
 
     def at(self, ip: str, user_agent: str, ts: float) -> str:
         """The visitor id for a click at unix time `ts`."""
-        return self(ip, user_agent, utc_day(ts))
+        if not self._today_from <= ts < self._today_until:
+            day = utc_day(ts)
+            self._today_key = self._key(day)
+            start = (day - _EPOCH).days * _DAY_SECONDS
+            # Near midnight `ts` falls outside the range: the next call derives the day again.
+            self._today_from, self._today_until = start + _DAY_MARGIN, start + _DAY_SECONDS - _DAY_MARGIN
+        return _hash(self._today_key, ip, user_agent)

@@ -9,6 +9,8 @@ and its rules can never be read from two different versions.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import logging
 import time
 from collections import OrderedDict
@@ -99,6 +101,12 @@ class ResolvedLink:
 
     link: CachedLink
     rules: CompiledRules | None
+    # Ids of the A/B rules, in evaluation order; derived once here rather than per redirect.
+    ab_rule_ids: tuple[str, ...] = dataclasses.field(init=False, default=())
+
+    def __post_init__(self) -> None:
+        if self.rules:
+            object.__setattr__(self, "ab_rule_ids", tuple(r.id for r in self.rules.rules if r.variants))
 
     @classmethod
     def of(cls, link: CachedLink) -> ResolvedLink:
@@ -117,11 +125,8 @@ class ResolvedLink:
         )
         return cls(link, rules)
 
-    @property
-    def ab_rule_ids(self) -> tuple[str, ...]:
-        return tuple(r.id for r in self.rules.rules if r.variants) if self.rules else ()
 
-
+@functools.lru_cache(maxsize=1024)  # runs on every redirect; a handful of hosts repeat
 def normalize_host(host: str) -> str:
     """`Example.COM.:8443` → `example.com`; `[::1]:80` → `[::1]`."""
     host = host.strip().lower()

@@ -63,8 +63,8 @@ def validate_rule(
     # An A/B rule sends visitors to its variants' URLs; its own destination is optional.
     if rule_type != "ab_test" or destination_url:
         _url(destination_url, "destination_url")
-    if weight is not None and (not _is_int(weight) or weight < 0):
-        raise ValidationFailed("weight must be a non-negative integer", field="weight")
+    if weight is not None and (not _is_int(weight) or not 0 <= weight <= MAX_VARIANT_WEIGHT):
+        raise ValidationFailed(f"weight must be an integer from 0 to {MAX_VARIANT_WEIGHT}", field="weight")
     return _VALIDATORS[rule_type](conditions)
 
 
