@@ -51,6 +51,9 @@ async def create_dev_owner(conn: asyncpg.Connection, base_url: str) -> DevCreden
             user_id = await create_user(conn, DEV_EMAIL, hash_password(password), "Local owner")
             await conn.execute("UPDATE users SET email_verified_at = now() WHERE id = $1", user_id)
             workspace_id = await create_workspace(conn, user_id, "Local workspace", slug="local")
+            # The operator's own workspace on a self-hosted install is not a billing customer:
+            # it gets the unrestricted plan; sign-ups start on `free` as usual.
+            await conn.execute("UPDATE workspaces SET plan = 'enterprise' WHERE id = $1", workspace_id)
         _, key = await create_api_key(
             conn, user_id=user_id, workspace_id=workspace_id, name="linkrift dev", scopes=sorted(SCOPES)
         )
