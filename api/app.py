@@ -87,7 +87,11 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     app[KEYS] = RedisKeys(settings.namespace)
     app[TOPICS] = Topics(settings.namespace)
     app[RESOLVER] = LinkResolver(
-        app[PG], app[REDIS], app[KEYS], redis_ttl=settings.link_cache_ttl, lru_ttl=settings.lru_ttl_seconds,
+        app[PG],
+        app[REDIS],
+        app[KEYS],
+        redis_ttl=settings.link_cache_ttl,
+        lru_ttl=settings.lru_ttl_seconds,
         on_fallback=redirect.count_fallback,
     )
     app[DOMAINS] = app[RESOLVER].domains
@@ -95,7 +99,9 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     app[redirect.GEO] = GeoResolver.from_settings(settings)
     app[ANALYTICS] = create_analytics_client(settings)
     emitter = ClickEmitter(
-        settings.kafka_bootstrap, app[TOPICS].clicks_raw, open_journal(settings.data_dir.resolve() / "journal"),
+        settings.kafka_bootstrap,
+        app[TOPICS].clicks_raw,
+        open_journal(settings.data_dir.resolve() / "journal"),
         idempotence=settings.kafka_idempotence,
     )
     app[EMITTER] = emitter

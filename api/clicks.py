@@ -303,7 +303,7 @@ class ClickEmitter:
         self._stopping = True
         deadline = time.monotonic() + within
         # Two conditions owned by the sender task; a short poll during shutdown is simplest.
-        while (not self.queue.empty() or self._inflight) and not self.degraded:  # noqa: ASYNC110
+        while (not self.queue.empty() or self._inflight) and not self.degraded:
             if time.monotonic() > deadline:
                 break
             await asyncio.sleep(0.01)

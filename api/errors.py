@@ -39,7 +39,11 @@ async def error_middleware(request: web.Request, handler: web.Handler) -> web.St
         _refuse_nul(request)
         return await handler(request)
     except LinkRiftError as exc:
-        headers = {"Retry-After": str(max(1, int(exc.retry_after + 0.999)))} if isinstance(exc, RateLimited) else None
+        headers = (
+            {"Retry-After": str(max(1, int(exc.retry_after + 0.999)))}
+            if isinstance(exc, RateLimited)
+            else None
+        )
         return json_response(exc.to_dict(), exc.status, headers)
     except web.HTTPException as exc:
         if exc.status < 400 or not request.path.startswith("/api/"):

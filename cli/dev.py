@@ -39,7 +39,9 @@ def _secret(data_dir: Path, name: str) -> str:
     return value
 
 
-def child_env(settings: Settings, services: ResolvedServices, data_dir: Path, port: int, worker_port: int) -> dict[str, str]:
+def child_env(
+    settings: Settings, services: ResolvedServices, data_dir: Path, port: int, worker_port: int
+) -> dict[str, str]:
     env = dict(os.environ)
     env.update(services.env())
     env.update(
@@ -50,7 +52,8 @@ def child_env(settings: Settings, services: ResolvedServices, data_dir: Path, po
         LINKRIFT_DEFAULT_DOMAIN=f"{settings.host}:{port}",
         LINKRIFT_BASE_URL=settings.base_url or f"http://{settings.host}:{port}",
         LINKRIFT_SECRET_KEY=os.environ.get("LINKRIFT_SECRET_KEY") or _secret(data_dir, "secret_key"),
-        LINKRIFT_INTERNAL_TOKEN=os.environ.get("LINKRIFT_INTERNAL_TOKEN") or _secret(data_dir, "internal_token"),
+        LINKRIFT_INTERNAL_TOKEN=os.environ.get("LINKRIFT_INTERNAL_TOKEN")
+        or _secret(data_dir, "internal_token"),
         PYTHONUNBUFFERED="1",
     )
     if "CLICKHOUSE_URL" not in os.environ:
@@ -76,8 +79,11 @@ async def _bootstrap(database_url: str, base_url: str, data_dir: Path) -> dict[s
     finally:
         await pool.close()
     data = {
-        "base_url": creds.base_url, "api_key": creds.api_key, "workspace_id": creds.workspace_id,
-        "email": creds.email, "password": creds.password,
+        "base_url": creds.base_url,
+        "api_key": creds.api_key,
+        "workspace_id": creds.workspace_id,
+        "email": creds.email,
+        "password": creds.password,
     }
     path.write_text(json.dumps(data, indent=2))
     path.chmod(0o600)
@@ -110,7 +116,9 @@ def run_dev(settings: Settings, *, port: int | None = None, data_dir: str | None
     if port_open(settings.host, port):
         console.print(f"[red]port {port} on {settings.host} is already in use[/red]; pass --port")
         return 2
-    worker_port = settings.worker_port if not port_open(settings.worker_host, settings.worker_port) else free_port()
+    worker_port = (
+        settings.worker_port if not port_open(settings.worker_host, settings.worker_port) else free_port()
+    )
 
     console.print(f"LinkRift dev: data in {data}")
     services = asyncio.run(resolve_services(settings, data))
@@ -119,32 +127,45 @@ def run_dev(settings: Settings, *, port: int | None = None, data_dir: str | None
         env = child_env(settings, services, data, port, worker_port)
         linkrift = [sys.executable, "-m", "cli.main"]
         cwd = Path(__file__).resolve().parent.parent
-        migrate = ManagedProcess("migrate", [*linkrift, "migrate", "up"], log_dir=data / "logs", env=env, cwd=cwd)
+        migrate = ManagedProcess(
+            "migrate", [*linkrift, "migrate", "up"], log_dir=data / "logs", env=env, cwd=cwd
+        )
         migrate.start()
         if migrate.wait(timeout=120) != 0:
             console.print("[red]migrations failed[/red]:\n" + migrate.log_tail(30))
             return 1
         topics = Topics(settings.namespace)
-        asyncio.run(ensure_topics(
-            services.kafka_bootstrap,
-            {topics.clicks_raw: settings.topic_partitions, topics.links_changes: settings.topic_partitions},
-        ))
+        asyncio.run(
+            ensure_topics(
+                services.kafka_bootstrap,
+                {
+                    topics.clicks_raw: settings.topic_partitions,
+                    topics.links_changes: settings.topic_partitions,
+                },
+            )
+        )
         creds = asyncio.run(_bootstrap(services.database_url, env["LINKRIFT_BASE_URL"], data))
-        worker = ManagedProcess("worker", [*linkrift, "worker"], log_dir=data / "logs", env=env, cwd=cwd).start()
+        worker = ManagedProcess(
+            "worker", [*linkrift, "worker"], log_dir=data / "logs", env=env, cwd=cwd
+        ).start()
         api = ManagedProcess("api", [*linkrift, "api"], log_dir=data / "logs", env=env, cwd=cwd).start()
         procs = [worker, api]
         if not _wait_healthy(f"{env['LINKRIFT_BASE_URL']}/healthz", procs, timeout=90):
             console.print("[red]LinkRift did not become healthy[/red]; see logs in " + str(data / "logs"))
             return 1
         elapsed = time.monotonic() - started
-        console.print(f"\n[bold green]LinkRift is running[/bold green] at {creds['base_url']} (ready in {elapsed:.1f}s)")
+        console.print(
+            f"\n[bold green]LinkRift is running[/bold green] at {creds['base_url']} (ready in {elapsed:.1f}s)"
+        )
         console.print(f"  API key:      {creds['api_key']}")
         console.print(f"  workspace:    {creds['workspace_id']}")
         console.print(f"  owner login:  {creds['email']} / {creds['password']}")
         console.print(f"  credentials:  {data / 'credentials.json'}")
         console.print(f"  logs:         {data / 'logs'}")
-        console.print(f"  try: curl -H 'Authorization: Bearer {creds['api_key']}' -H 'Content-Type: application/json' "
-                      f"-d '{{\"url\":\"https://example.com\"}}' {creds['base_url']}/api/v1/links")
+        console.print(
+            f"  try: curl -H 'Authorization: Bearer {creds['api_key']}' -H 'Content-Type: application/json' "
+            f'-d \'{{"url":"https://example.com"}}\' {creds["base_url"]}/api/v1/links'
+        )
         console.print("Press Ctrl-C to stop.")
         return _supervise(procs)
     finally:

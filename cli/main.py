@@ -35,8 +35,13 @@ def cmd_api(args: argparse.Namespace) -> int:
     setup_logging(settings.log_level, settings.log_format)
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     web.run_app(
-        create_app(settings), host=host, port=port, access_log=None, reuse_port=args.reuse_port,
-        print=None, shutdown_timeout=5,
+        create_app(settings),
+        host=host,
+        port=port,
+        access_log=None,
+        reuse_port=args.reuse_port,
+        print=None,
+        shutdown_timeout=5,
     )
     return 0
 

@@ -50,7 +50,9 @@ async def run_migrate(settings: Settings, args: argparse.Namespace) -> int:
         migrator = Migrator(settings.database_url, on_step=_step)
         if args.action == "status":
             st = await migrator.status()
-            console.print(f"version: {st.version if st.version is not None else 'none'}{' (dirty)' if st.dirty else ''}")
+            console.print(
+                f"version: {st.version if st.version is not None else 'none'}{' (dirty)' if st.dirty else ''}"
+            )
             for m in st.pending:
                 console.print(f"  pending {m.version:06d} {m.name}")
             return 1 if st.dirty else 0

@@ -1,18 +1,18 @@
 """The domain error tree. The api maps each class to one HTTP status in one middleware.
 
-    LinkRiftError                      500  base; never raised directly
-    ├── ValidationFailed               422  bad input; carries the field name
-    ├── Unauthorized                   401  missing or bad credentials
-    ├── Forbidden                      403  authenticated but not allowed
-    ├── NotFound                       404
-    │   ├── LinkNotFound
-    │   └── WorkspaceNotFound
-    ├── Conflict                       409
-    │   └── ShortCodeTaken
-    ├── Gone                           410  expired or exhausted link
-    ├── QuotaExceeded                  402  plan limit reached
-    ├── RateLimited                    429  carries retry_after seconds
-    └── ServiceUnavailable             503  a backing service does not answer
+LinkRiftError                      500  base; never raised directly
+├── ValidationFailed               422  bad input; carries the field name
+├── Unauthorized                   401  missing or bad credentials
+├── Forbidden                      403  authenticated but not allowed
+├── NotFound                       404
+│   ├── LinkNotFound
+│   └── WorkspaceNotFound
+├── Conflict                       409
+│   └── ShortCodeTaken
+├── Gone                           410  expired or exhausted link
+├── QuotaExceeded                  402  plan limit reached
+├── RateLimited                    429  carries retry_after seconds
+└── ServiceUnavailable             503  a backing service does not answer
 """
 
 from __future__ import annotations

@@ -31,13 +31,19 @@ def register(app: faust.App, res: WorkerResources) -> None:
         async def post(self, request: Request) -> Response:
             token = request.headers.get(INTERNAL_TOKEN_HEADER, "")
             if not hmac.compare_digest(token.encode(), res.settings.internal_token.encode()):
-                return self.json({"error": {"code": "unauthorized", "message": "bad internal token"}}, status=401)
+                return self.json(
+                    {"error": {"code": "unauthorized", "message": "bad internal token"}}, status=401
+                )
             try:
                 body: dict[str, Any] = orjson.loads(await self.read_request_content(request))
                 await res.ensure_started()
-                result = await res.clickhouse.run(run_named, str(body.get("query")), dict(body.get("params") or {}))
+                result = await res.clickhouse.run(
+                    run_named, str(body.get("query")), dict(body.get("params") or {})
+                )
             except LinkRiftError as exc:
                 return self.json(exc.to_dict(), status=exc.status)
             except orjson.JSONDecodeError:
-                return self.json({"error": {"code": "bad_request", "message": "body must be JSON"}}, status=400)
+                return self.json(
+                    {"error": {"code": "bad_request", "message": "body must be JSON"}}, status=400
+                )
             return self.json(result)

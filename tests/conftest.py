@@ -143,7 +143,9 @@ async def redis_client(namespace: str) -> AsyncIterator[Any]:
 class ApiHarness:
     """An in-process api on 127.0.0.1 with a workspace owner and an all-scopes API key."""
 
-    def __init__(self, client: Any, settings: Settings, api_key: str, user_id: str, workspace_id: str) -> None:
+    def __init__(
+        self, client: Any, settings: Settings, api_key: str, user_id: str, workspace_id: str
+    ) -> None:
         self.client = client
         self.settings = settings
         self.api_key = api_key
@@ -154,18 +156,24 @@ class ApiHarness:
     def auth(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.api_key}"}
 
-    async def create_principal(self, *, email: str | None = None, scopes: list[str] | None = None) -> dict[str, str]:
+    async def create_principal(
+        self, *, email: str | None = None, scopes: list[str] | None = None
+    ) -> dict[str, str]:
         """Another user with their own workspace and key (for tenant-isolation tests)."""
         return await _make_principal(self.settings.database_url, email=email, scopes=scopes)
 
 
-async def _make_principal(dsn: str, *, email: str | None = None, scopes: list[str] | None = None) -> dict[str, str]:
+async def _make_principal(
+    dsn: str, *, email: str | None = None, scopes: list[str] | None = None
+) -> dict[str, str]:
     from engine.accounts.repository import create_api_key, create_user, create_workspace
     from engine.auth.apikeys import SCOPES
 
     conn = await asyncpg.connect(dsn)
     try:
-        user_id = await create_user(conn, email or f"{uuid.uuid4().hex[:8]}@example.test", "!unusable", "Test User")
+        user_id = await create_user(
+            conn, email or f"{uuid.uuid4().hex[:8]}@example.test", "!unusable", "Test User"
+        )
         workspace_id = await create_workspace(conn, user_id, "Test workspace")
         _, key = await create_api_key(
             conn, user_id=user_id, workspace_id=workspace_id, name="test", scopes=sorted(scopes or SCOPES)
@@ -176,7 +184,9 @@ async def _make_principal(dsn: str, *, email: str | None = None, scopes: list[st
 
 
 @pytest_asyncio.fixture
-async def api(make_settings: Any, database_url: str, broker: Any, redis_client: Any) -> AsyncIterator[ApiHarness]:
+async def api(
+    make_settings: Any, database_url: str, broker: Any, redis_client: Any
+) -> AsyncIterator[ApiHarness]:
     """The api app served in-process; uses this test's database, namespace and the session broker."""
     from aiohttp.test_utils import TestClient, TestServer
 

@@ -41,10 +41,12 @@ async def create_dev_owner(conn: asyncpg.Connection, base_url: str) -> DevCreden
             user_id = str(existing)
             await conn.execute(
                 "UPDATE users SET password_hash = $2, updated_at = now() WHERE id = $1",
-                existing, hash_password(password),
+                existing,
+                hash_password(password),
             )
             ws = await conn.fetchval(
-                "SELECT workspace_id FROM workspace_members WHERE user_id = $1 AND role = 'owner' LIMIT 1", existing
+                "SELECT workspace_id FROM workspace_members WHERE user_id = $1 AND role = 'owner' LIMIT 1",
+                existing,
             )
             workspace_id = str(ws) if ws else await create_workspace(conn, user_id, "Local workspace")
         else:

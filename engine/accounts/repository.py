@@ -35,12 +35,16 @@ def slugify(name: str) -> str:
 async def create_user(conn: asyncpg.Connection, email: str, password_hash: str, name: str) -> str:
     user_id = await conn.fetchval(
         "INSERT INTO users (email, password_hash, name) VALUES ($1, $2, $3) RETURNING id",
-        email.strip().lower(), password_hash, name,
+        email.strip().lower(),
+        password_hash,
+        name,
     )
     return str(user_id)
 
 
-async def create_workspace(conn: asyncpg.Connection, owner_id: str, name: str, slug: str | None = None) -> str:
+async def create_workspace(
+    conn: asyncpg.Connection, owner_id: str, name: str, slug: str | None = None
+) -> str:
     base = slug or slugify(name)
     candidate = base
     for n in range(2, 100):
@@ -51,11 +55,14 @@ async def create_workspace(conn: asyncpg.Connection, owner_id: str, name: str, s
     async with conn.transaction():
         ws_id = await conn.fetchval(
             "INSERT INTO workspaces (name, slug, owner_id) VALUES ($1, $2, $3) RETURNING id",
-            name, candidate, owner_id,
+            name,
+            candidate,
+            owner_id,
         )
         await conn.execute(
             "INSERT INTO workspace_members (workspace_id, user_id, role) VALUES ($1, $2, 'owner')",
-            ws_id, owner_id,
+            ws_id,
+            owner_id,
         )
     return str(ws_id)
 
@@ -74,7 +81,14 @@ async def create_api_key(
     key_id = await conn.fetchval(
         """INSERT INTO api_keys (user_id, workspace_id, name, key_hash, key_prefix, scopes, expires_at, rate_limit)
            VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id""",
-        user_id, workspace_id, name, key.key_hash, key.prefix, scopes, expires_at, rate_limit,
+        user_id,
+        workspace_id,
+        name,
+        key.key_hash,
+        key.prefix,
+        scopes,
+        expires_at,
+        rate_limit,
     )
     return str(key_id), key
 
@@ -121,6 +135,7 @@ async def user_membership(
            JOIN workspaces w ON w.id = m.workspace_id AND w.deleted_at IS NULL
            WHERE m.user_id = $1 AND ($2::uuid IS NULL OR m.workspace_id = $2::uuid)
            ORDER BY m.joined_at, m.workspace_id LIMIT 1""",
-        user_id, workspace_id,
+        user_id,
+        workspace_id,
     )
     return (str(row["workspace_id"]), row["role"], row["plan"]) if row else None

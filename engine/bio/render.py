@@ -78,7 +78,9 @@ def render_bio_page(
         body.append(f'<p class="bio">{escape(page["bio"])}</p>')
     body.append(f'<nav aria-label="{escape(page["title"])} links"><ul>')
     for button in buttons:
-        icon = f'<span aria-hidden="true">{escape(button.icon)} </span>' if button.icon else ""  # space hidden too: clean accessible name
+        icon = (
+            f'<span aria-hidden="true">{escape(button.icon)} </span>' if button.icon else ""
+        )  # space hidden too: clean accessible name
         body.append(
             f'<li><a class="button" href="{escape(button.href)}" rel="noopener">{icon}{escape(button.title)}</a></li>'
         )

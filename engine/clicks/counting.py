@@ -11,7 +11,7 @@ after an ambiguous produce failure (same event id, new offset), and that copy is
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -27,7 +27,17 @@ class LinkStats:
     exhausted_emitted: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # Field by field: `asdict` deep-copies recursively and is ~10x slower.
+        return {
+            "total": self.total,
+            "unique": self.unique,
+            "humans": self.humans,
+            "bots": self.bots,
+            "previews": self.previews,
+            "variants": dict(self.variants),
+            "offset": self.offset,
+            "exhausted_emitted": self.exhausted_emitted,
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> LinkStats:

@@ -13,8 +13,23 @@ GENERATED_LENGTH = 7
 _CUSTOM = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{1,49}$")
 # Paths the front end serves itself; a link may never shadow them.
 RESERVED = frozenset(
-    {"api", "healthz", "metrics", "docs", "openapi.json", "static", "favicon.ico", "robots.txt",
-     "_", "internal", "webhooks", "login", "signup", "admin", "stream"}
+    {
+        "api",
+        "healthz",
+        "metrics",
+        "docs",
+        "openapi.json",
+        "static",
+        "favicon.ico",
+        "robots.txt",
+        "_",
+        "internal",
+        "webhooks",
+        "login",
+        "signup",
+        "admin",
+        "stream",
+    }
 )
 
 

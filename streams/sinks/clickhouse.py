@@ -46,9 +46,7 @@ def _max_offset(client: Client, partition: int) -> int:
 
 
 def _insert(client: Client, rows: list[list[Any]], token: str) -> None:
-    client.insert(
-        CH_CLICKS, rows, column_names=COLUMNS, settings={"insert_deduplication_token": token}
-    )
+    client.insert(CH_CLICKS, rows, column_names=COLUMNS, settings={"insert_deduplication_token": token})
 
 
 class ClickHouseSink:

@@ -100,7 +100,11 @@ def test_dev_create_link_redirect_20_times_and_count(tmp_path: Path, database_ur
     started = time.monotonic()
     proc = subprocess.Popen(
         [sys.executable, "-m", "cli.main", "dev", "--port", str(port), "--data-dir", str(data_dir)],
-        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     base = f"http://127.0.0.1:{port}"
     children: set[int] = set()
@@ -115,7 +119,9 @@ def test_dev_create_link_redirect_20_times_and_count(tmp_path: Path, database_ur
         assert set(creds) == {"base_url", "api_key", "workspace_id", "email", "password"}
         key = creds["api_key"]
 
-        status, link = _request("POST", f"{base}/api/v1/links", key=key, body={"url": "https://example.com/landing"})
+        status, link = _request(
+            "POST", f"{base}/api/v1/links", key=key, body={"url": "https://example.com/landing"}
+        )
         assert status == 201, link
         assert {"id", "short_code", "short_url", "url"} <= set(link)
         assert link["short_url"].endswith("/" + link["short_code"])
@@ -123,7 +129,10 @@ def test_dev_create_link_redirect_20_times_and_count(tmp_path: Path, database_ur
         status, err = _request("POST", f"{base}/api/v1/links", key=key, body={"url": "ftp://nope"})
         assert status == 422 and err["error"]["field"] == "url"
         status, err = _request(
-            "POST", f"{base}/api/v1/links", key=key, body={"url": "https://a.example", "short_code": link["short_code"]}
+            "POST",
+            f"{base}/api/v1/links",
+            key=key,
+            body={"url": "https://a.example", "short_code": link["short_code"]},
         )
         assert status == 409 and err["error"]["field"] == "short_code"
 

@@ -55,7 +55,9 @@ async def test_taken_custom_code_conflicts(api) -> None:
 
 
 async def test_other_workspace_cannot_read_link(api) -> None:
-    link = await (await api.client.post("/api/v1/links", json={"url": "https://x.example"}, headers=api.auth)).json()
+    link = await (
+        await api.client.post("/api/v1/links", json={"url": "https://x.example"}, headers=api.auth)
+    ).json()
     other = await api.create_principal()
     headers = {"Authorization": f"Bearer {other['api_key']}"}
     assert (await api.client.get(f"/api/v1/links/{link['id']}", headers=headers)).status == 404
@@ -63,7 +65,9 @@ async def test_other_workspace_cannot_read_link(api) -> None:
 
 
 async def test_redirect_and_unknown_code(api) -> None:
-    link = await (await api.client.post("/api/v1/links", json={"url": "https://x.example/p"}, headers=api.auth)).json()
+    link = await (
+        await api.client.post("/api/v1/links", json={"url": "https://x.example/p"}, headers=api.auth)
+    ).json()
     resp = await api.client.get(f"/{link['short_code']}", allow_redirects=False)
     assert resp.status == 302 and resp.headers["Location"] == "https://x.example/p"
     assert resp.headers["Cache-Control"] == "private, no-store"

@@ -23,8 +23,13 @@ REPO = Path(__file__).resolve().parents[2]
 
 def _click(i: int) -> RawClick:
     return RawClick(
-        event_id=uuid.uuid4().hex, ts=1_700_000_000 + i, link_id=str(uuid.UUID(int=i % 7)),
-        workspace_id=str(uuid.UUID(int=1)), domain="t", short_code="c", destination="https://x.example",
+        event_id=uuid.uuid4().hex,
+        ts=1_700_000_000 + i,
+        link_id=str(uuid.UUID(int=i % 7)),
+        workspace_id=str(uuid.UUID(int=1)),
+        domain="t",
+        short_code="c",
+        destination="https://x.example",
     )
 
 

@@ -133,7 +133,7 @@ async def test_up_down_up_roundtrip(dsn: str) -> None:
         dom = await conn.fetchval(
             "INSERT INTO domains (workspace_id, domain) VALUES ($1, 'go.x.io') RETURNING id", ws
         )
-        insert_link = "INSERT INTO links (user_id, workspace_id, domain_id, url, short_code) VALUES ($1, $2, $3, 'https://e.x', 'abc') RETURNING id"  # noqa: E501
+        insert_link = "INSERT INTO links (user_id, workspace_id, domain_id, url, short_code) VALUES ($1, $2, $3, 'https://e.x', 'abc') RETURNING id"
         first = await conn.fetchval(insert_link, user, ws, None)
         await conn.fetchval(insert_link, user, ws, dom)
         with pytest.raises(asyncpg.UniqueViolationError):

@@ -4,6 +4,7 @@ partitions dropped, and the worker's metrics."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from datetime import UTC, datetime, timedelta
 
@@ -66,12 +67,19 @@ async def test_resent_clicks_are_dropped_across_restart_and_ab_split_published(p
     rows = await p.pg("SELECT count(*) AS n, count(DISTINCT event_id) AS e FROM clicks")
     assert (rows[0]["n"], rows[0]["e"]) == (32, 32)
 
-    async with aiohttp.ClientSession() as http, http.get(f"{p.worker.url}/metrics") as resp:
-        metrics = await resp.text()
+    lag_zero = r'linkrift_consumer_lag\{partition="\d+",topic="[^"]+clicks.raw"\} 0'
+    metrics = ""
+    # The lag gauge is refreshed every 2 s: wait for the first refresh after the restart.
+    for _ in range(50):
+        async with aiohttp.ClientSession() as http, http.get(f"{p.worker.url}/metrics") as resp:
+            metrics = await resp.text()
+        if re.search(lag_zero, metrics):
+            break
+        await asyncio.sleep(0.2)
     assert re.search(r'linkrift_agent_events_total\{agent="clicks"\} [1-9]', metrics)
     assert re.search(r"linkrift_click_dedup_entries [1-9]", metrics)
     assert re.search(r"linkrift_clicks_duplicate_dropped_total [1-9]", metrics)
-    assert re.search(r'linkrift_consumer_lag\{partition="\d+",topic="[^"]+clicks.raw"\} 0', metrics)
+    assert re.search(lag_zero, metrics)
 
 
 async def test_exhausted_and_expired_events_once_(pipeline: Pipeline) -> None:  # noqa: F811

@@ -30,8 +30,19 @@ def test_custom_codes_rejected(code: str) -> None:
 
 @pytest.mark.parametrize(
     "url",
-    ["javascript:alert(1)", "data:text/html,x", "ftp://x.example", "https://", "//x.example", "http://x.example:abc",
-     "https://x.example/a b", "", None, 42, "https://" + "a" * 5000],
+    [
+        "javascript:alert(1)",
+        "data:text/html,x",
+        "ftp://x.example",
+        "https://",
+        "//x.example",
+        "http://x.example:abc",
+        "https://x.example/a b",
+        "",
+        None,
+        42,
+        "https://" + "a" * 5000,
+    ],
 )
 def test_bad_destinations_rejected(url: object) -> None:
     with pytest.raises(ValidationFailed) as info:

@@ -77,7 +77,9 @@ def test_env_name_mapping() -> None:
     assert env_name("sink_batch_size") == "LINKRIFT_SINK_BATCH_SIZE"
 
 
-def test_cli_reports_bad_setting_in_one_line(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_reports_bad_setting_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     from cli.main import main
 
     monkeypatch.setenv("LINKRIFT_PORT", "not-a-port")
