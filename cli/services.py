@@ -41,6 +41,7 @@ from cli.procs import (
     wait_for_port,
 )
 from engine.config import Settings
+from engine.db.migrate import ensure_database as engine_ensure_database
 
 __all__ = [
     "EmbeddedPostgres",
@@ -227,22 +228,10 @@ async def postgres_reachable(url: str, timeout: float = 2.0) -> bool:  # noqa: A
 
 async def ensure_database(url: str, connect_timeout: float = 5.0) -> bool:
     """Create the database named in `url` if missing; True if it was created."""
-    name = urlsplit(url).path.lstrip("/")
-    if not name or name == "postgres":
-        return False
-    conn = await asyncpg.connect(_with_path(url, "/postgres"), timeout=connect_timeout)
-    try:
-        if await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
-            return False
-        quoted = '"' + name.replace('"', '""') + '"'
-        try:
-            await conn.execute(f"CREATE DATABASE {quoted}")
-        except asyncpg.DuplicateDatabaseError:
-            return False
+    created = await engine_ensure_database(url, connect_timeout)
+    if created:
         log.info("database_created url=%s", _redact(url))
-        return True
-    finally:
-        await conn.close()
+    return created
 
 
 def _pg_bin_dir() -> Path:
