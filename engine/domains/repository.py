@@ -13,6 +13,7 @@ import asyncpg
 
 from engine.billing.plans import check_quota
 from engine.billing.usage import lock_quota
+from engine.db.sql import set_clause
 from engine.domains.verification import (
     CheckOutcome,
     DnsCheck,
@@ -100,9 +101,8 @@ async def update_domain(
         raise ValidationFailed(f"ssl_status must be one of {', '.join(SSL_STATUSES)}", field="ssl_status")
     if not changes:
         return await get_domain(conn, workspace_id, domain_id)
-    sets = ", ".join(f"{column} = ${n}" for n, column in enumerate(changes, start=3))
     row = await conn.fetchrow(
-        f"""UPDATE domains SET {sets}, updated_at = NOW()
+        f"""UPDATE domains SET {set_clause(changes, 3)}, updated_at = NOW()
             WHERE id = $1 AND workspace_id = $2 AND deleted_at IS NULL RETURNING {DOMAIN_COLUMNS}""",
         domain_id,
         workspace_id,

@@ -6,12 +6,12 @@ import logging
 
 import asyncpg
 import faust
-import orjson
 
 from engine.billing.events import apply_event
 from engine.billing.gateway import StripeGateway, plans_by_price
 from engine.billing.usage import run_usage_cycle
 from engine.errors import ServiceUnavailable
+from streams.agents.common import json_values, raw_topic
 from streams.resources import WorkerResources
 
 log = logging.getLogger(__name__)
@@ -19,25 +19,13 @@ log = logging.getLogger(__name__)
 
 def register(app: faust.App, res: WorkerResources) -> None:
     settings = res.settings
-    topic = app.topic(
-        res.topics.billing_events,
-        key_type=bytes,
-        value_type=bytes,
-        key_serializer="raw",
-        value_serializer="raw",
-        partitions=settings.topic_partitions,
-    )
+    topic = raw_topic(app, res.topics.billing_events, settings.topic_partitions)
     prices = plans_by_price(settings)
 
     @app.agent(topic, name="billing_events")
     async def billing_events(stream: faust.StreamT[bytes]) -> None:
         await res.ensure_started()
-        async for value in stream:
-            try:
-                event = orjson.loads(value)
-            except orjson.JSONDecodeError:
-                log.warning("dropping malformed billing event")
-                continue
+        async for event in json_values(stream, "billing event", log):
             async with res.pg.acquire() as conn:
                 applied = await apply_event(conn, event, prices)
             log.info("billing event id=%s type=%s applied=%s", event.get("id"), event.get("type"), applied)

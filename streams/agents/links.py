@@ -12,6 +12,7 @@ import redis.asyncio as redis
 
 from engine.naming import RedisKeys
 from streams.agents.clicks import AGENT_EVENTS
+from streams.agents.common import json_values, raw_topic
 from streams.resources import WorkerResources
 
 log = logging.getLogger(__name__)
@@ -44,24 +45,12 @@ async def invalidate_link_caches(client: redis.Redis, keys: RedisKeys, change: M
 
 
 def register(app: faust.App, res: WorkerResources) -> None:
-    topic = app.topic(
-        res.topics.links_changes,
-        key_type=bytes,
-        value_type=bytes,
-        key_serializer="raw",
-        value_serializer="raw",
-        partitions=res.settings.topic_partitions,
-    )
+    topic = raw_topic(app, res.topics.links_changes, res.settings.topic_partitions)
 
     @app.agent(topic, name="link_changes")
     async def link_changes(stream: faust.StreamT[bytes]) -> None:
         await res.ensure_started()
-        async for value in stream:
-            try:
-                change = orjson.loads(value)
-            except orjson.JSONDecodeError:
-                log.warning("dropping malformed link change")
-                continue
+        async for change in json_values(stream, "link change", log):
             AGENT_EVENTS.labels("link_changes").inc()
             res.link_limits.pop(str(change.get("link_id") or ""), None)
             await invalidate_link_caches(res.redis, res.keys, change)
