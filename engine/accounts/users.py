@@ -8,7 +8,7 @@ import functools
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 import asyncpg
 
@@ -224,15 +224,23 @@ async def create_email_verification(conn: asyncpg.Connection, user_id: str, ttl:
     return token
 
 
+async def _consume_token(
+    conn: asyncpg.Connection, table: Literal["email_verifications", "password_resets"], token: str, what: str
+) -> Any:
+    """Mark a single-use, expiring token used and return its user id (422 naming `token` if not usable)."""
+    user_id = await conn.fetchval(
+        f"""UPDATE {table} SET used_at = now()
+            WHERE token_hash = $1 AND used_at IS NULL AND expires_at > now() RETURNING user_id""",
+        hash_token(token),
+    )
+    if user_id is None:
+        raise ValidationFailed(f"{what} is invalid, used or expired", field="token")
+    return user_id
+
+
 async def verify_email(conn: asyncpg.Connection, token: str) -> str:
     async with conn.transaction():
-        user_id = await conn.fetchval(
-            """UPDATE email_verifications SET used_at = now()
-               WHERE token_hash = $1 AND used_at IS NULL AND expires_at > now() RETURNING user_id""",
-            hash_token(token),
-        )
-        if user_id is None:
-            raise ValidationFailed("verification link is invalid, used or expired", field="token")
+        user_id = await _consume_token(conn, "email_verifications", token, "verification link")
         await conn.execute(
             "UPDATE users SET email_verified_at = COALESCE(email_verified_at, now()) WHERE id = $1", user_id
         )
@@ -265,13 +273,7 @@ async def reset_password(conn: asyncpg.Connection, token: str, new_password: str
     except ValidationFailed as exc:
         raise ValidationFailed(exc.message, field="password") from None
     async with conn.transaction():
-        user_id = await conn.fetchval(
-            """UPDATE password_resets SET used_at = now()
-               WHERE token_hash = $1 AND used_at IS NULL AND expires_at > now() RETURNING user_id""",
-            hash_token(token),
-        )
-        if user_id is None:
-            raise ValidationFailed("reset link is invalid, used or expired", field="token")
+        user_id = await _consume_token(conn, "password_resets", token, "reset link")
         # Other outstanding reset links die with this one.
         await conn.execute(
             "UPDATE password_resets SET used_at = now() WHERE user_id = $1 AND used_at IS NULL", user_id
