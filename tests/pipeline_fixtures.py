@@ -92,6 +92,7 @@ class Pipeline:
     database_url: str
     namespace: str
     token: str
+    bootstrap: str
     topics: Topics = field(init=False)
     keys: RedisKeys = field(init=False)
 
@@ -205,7 +206,7 @@ async def pipeline(
     await producer.start()
     await worker.start()
     try:
-        yield Pipeline(worker, producer, redis_client, database_url, namespace, token)
+        yield Pipeline(worker, producer, redis_client, database_url, namespace, token, broker.bootstrap)
     finally:
         await producer.stop()
         await worker.stop()

@@ -27,6 +27,7 @@ from engine.clicks.counting import LinkStats, apply_click, is_resent, variant_ke
 from engine.clicks.models import EnrichedClick, RawClick
 from engine.links.enforcement import LinkLimits, load_limits, mark_exhausted, needs_exhausted_event
 from streams.resources import WorkerResources
+from streams.source_reader import SourceReader
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,10 @@ FRESHNESS = Histogram(
 )
 DEDUP_SIZE = Gauge("linkrift_click_dedup_entries", "Event ids remembered for duplicate detection")
 EXHAUSTED = Counter("linkrift_links_exhausted_total", "exhausted events emitted")
+GAP_RECORDS = Counter(
+    "linkrift_click_gap_records_total",
+    "Raw clicks read back because the consumer was handed an offset past the last one applied",
+)
 
 # Event ids are remembered this long; a re-send arrives within seconds (the api's spool replays
 # within hours at worst), so a day keeps dropping copies exact.
@@ -98,6 +103,10 @@ def register(app: faust.App, res: WorkerResources) -> dict[str, Any]:
     workspace_parts = app.Table("workspace_partition_totals", partitions=partitions)
     # `{link_id}:{event_id}` -> [offset, ts, partition] of the first copy of each click.
     event_ids = app.Table("click_event_ids", partitions=partitions)
+    # str(partition) -> last clicks.raw offset applied; written with the batch's other table
+    # writes, so after any crash it says exactly where the tables stand (see source_reader).
+    progress = app.Table("click_progress", partitions=partitions)
+    reader = SourceReader(settings.kafka_bootstrap, res.topics.clicks_raw)
     dedup = DedupIndex()
     limits: dict[str, LinkLimits] = {}
     res.link_limits = limits
@@ -118,10 +127,10 @@ def register(app: faust.App, res: WorkerResources) -> dict[str, Any]:
         new_ids: dict[str, tuple[list[Any], Any]] = {}
         rows: list[tuple[int, int, EnrichedClick]] = []
         fresh: list[EnrichedClick] = []
-        for event in events:
-            partition, offset = event.message.partition, event.message.offset
+        records, applied_upto, last_event = await with_gaps_filled(events)
+        for partition, offset, payload, event in records:
             try:
-                raw = RawClick.loads(event.value)
+                raw = RawClick.loads(payload)
             except (ValueError, TypeError):
                 log.warning("dropping malformed click partition=%s offset=%s", partition, offset)
                 continue
@@ -185,6 +194,9 @@ def register(app: faust.App, res: WorkerResources) -> dict[str, Any]:
         for (workspace_id, partition), event in ws_dirty.items():
             _at(event)
             workspace_parts[f"{workspace_id}:{partition}"] = ws_state[(workspace_id, partition)]
+        for partition, offset in applied_upto.items():
+            _at(last_event[partition])
+            progress[str(partition)] = offset
         prune_event_ids(events)
         _current_event.set(None)
         # Faust does not tie changelog writes to the source offset it commits: wait for them.
@@ -209,6 +221,40 @@ def register(app: faust.App, res: WorkerResources) -> dict[str, Any]:
         CLICKS_PROCESSED.inc(len(rows))
         AGENT_EVENTS.labels("clicks").inc(len(events))
         DEDUP_SIZE.set(dedup.size)
+
+    async def with_gaps_filled(
+        events: Any,
+    ) -> tuple[list[tuple[int, int, bytes, Any]], dict[int, int], dict[int, Any]]:
+        """The batch as (partition, offset, value, context event) records, with any offsets the
+        consumer skipped since the last applied one read back from the topic and put first.
+        Also returns the highest offset per partition and an event of each partition."""
+        records: list[tuple[int, int, bytes, Any]] = []
+        upto: dict[int, int] = {}
+        last_event: dict[int, Any] = {}
+        for event in events:
+            partition, offset = event.message.partition, event.message.offset
+            if partition not in upto:
+                _at(event)
+                applied = progress.get(str(partition))
+                upto[partition] = -1 if applied is None else int(applied)
+            expected = upto[partition] + 1
+            if offset > expected:
+                missing = await reader.read(partition, expected, offset)
+                if missing:
+                    GAP_RECORDS.inc(len(missing))
+                    log.warning(
+                        "consumer skipped %s[%s] offsets %s..%s; applying %s records read back",
+                        res.topics.clicks_raw,
+                        partition,
+                        expected,
+                        offset - 1,
+                        len(missing),
+                    )
+                records.extend((partition, o, v, event) for o, v in missing)
+            records.append((partition, offset, event.value, event))
+            upto[partition] = max(upto[partition], offset)
+            last_event[partition] = event
+        return records, upto, last_event
 
     async def enforce_limits(touched: dict[str, LinkStats]) -> set[str]:
         """Emit `exhausted` once for links whose total reached max_clicks (PostgreSQL decides
@@ -257,6 +303,10 @@ def register(app: faust.App, res: WorkerResources) -> dict[str, Any]:
             dedup.by_partition[partition] = entries[expired:]
             dedup.size -= expired
 
+    @app.on_before_shutdown.connect
+    async def _close_reader(sender: object, **kwargs: object) -> None:
+        await reader.close()
+
     @app.on_partitions_revoked.connect
     async def _forget_dedup_index(sender: object, *args: object, **kwargs: object) -> None:
         dedup.reset()
@@ -268,4 +318,6 @@ def register(app: faust.App, res: WorkerResources) -> dict[str, Any]:
         "visitors": visitors,
         "workspace_parts": workspace_parts,
         "event_ids": event_ids,
+        "progress": progress,
+        "reader": reader,
     }
