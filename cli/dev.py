@@ -175,8 +175,32 @@ def run_dev(settings: Settings, *, port: int | None = None, data_dir: str | None
         console.print("LinkRift dev stopped.")
 
 
-def _supervise(procs: list[ManagedProcess]) -> int:
+class RestartPolicy:
+    """When to restart a child that exited unexpectedly: after 1, 2, 4 ... up to 30 s, and not at
+    all once it has crashed `limit` times within `window` seconds (a crash loop is reported, not
+    hidden). The worker and the api are safe to restart at any point: clicks are journaled by the
+    api and counted exactly once by the worker whatever it was doing when it died."""
+
+    def __init__(self, limit: int = 5, window: float = 120.0, max_delay: float = 30.0) -> None:
+        self.limit = limit
+        self.window = window
+        self.max_delay = max_delay
+        self.crashes: dict[str, list[float]] = {}
+
+    def next_delay(self, name: str, now: float) -> float | None:
+        """Seconds to wait before restarting `name`, or None to give up."""
+        recent = [t for t in self.crashes.get(name, []) if now - t < self.window]
+        recent.append(now)
+        self.crashes[name] = recent
+        if len(recent) > self.limit:
+            return None
+        return min(self.max_delay, 2.0 ** (len(recent) - 1))
+
+
+def _supervise(procs: list[ManagedProcess], policy: RestartPolicy | None = None) -> int:
     stop = False
+    policy = policy or RestartPolicy()
+    restart_at: dict[str, float] = {}
 
     def on_signal(signum: int, frame: object) -> None:
         nonlocal stop
@@ -185,10 +209,26 @@ def _supervise(procs: list[ManagedProcess]) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     while not stop:
+        now = time.monotonic()
         for proc in procs:
-            if not proc.alive:
-                console.print(f"[red]{proc.name} exited unexpectedly[/red] (code {proc.returncode}):")
-                console.print(proc.log_tail(30))
+            if proc.alive:
+                continue
+            if proc.name in restart_at:
+                if now >= restart_at[proc.name]:
+                    del restart_at[proc.name]
+                    proc.start()
+                    console.print(f"[yellow]{proc.name} restarted[/yellow] (pid {proc.pid})")
+                continue
+            console.print(f"[red]{proc.name} exited unexpectedly[/red] (code {proc.returncode}):")
+            console.print(proc.log_tail(30))
+            delay = policy.next_delay(proc.name, now)
+            if delay is None:
+                console.print(
+                    f"[red]{proc.name} crashed {policy.limit + 1} times within {policy.window:.0f} s; "
+                    "stopping LinkRift dev[/red]"
+                )
                 return 1
+            console.print(f"restarting {proc.name} in {delay:.0f} s")
+            restart_at[proc.name] = now + delay
         time.sleep(0.5)
     return 0

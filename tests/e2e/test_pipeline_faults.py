@@ -8,10 +8,9 @@ import time
 from collections import Counter, defaultdict
 
 import pytest
-
-from engine.clicks.models import RawClick
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from engine.clicks.models import RawClick
 from tests.pipeline_fixtures import (
     GOOGLEBOT_UA,
     HUMAN_UA,
