@@ -182,9 +182,15 @@ class _GeoMatcher:
         inside = (
             _allows(self.countries, ctx.country)
             and _allows(self.regions, ctx.region)
-            and _allows(self.cities, ctx.city)
+            and self._city_allowed(ctx.city)
         )
         return inside != self.exclude
+
+    def _city_allowed(self, city: str) -> bool:
+        if self.cities is None:
+            return True
+        # DB-IP City Lite names parts of a city "London (Shadwell)": a rule for London covers them.
+        return _allows(self.cities, city) or _allows(self.cities, city.partition(" (")[0])
 
 
 class _TimeMatcher:

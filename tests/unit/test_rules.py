@@ -83,6 +83,11 @@ def test_geo_countries_regions_cities() -> None:
     assert matches("geo", {"countries": ["us", "CA"]}, country="CA")
     assert not matches("geo", {"countries": ["US"]}, country="FR")
     assert matches("geo", {"cities": ["São Paulo"]}, city="SÃO PAULO")
+    # DB-IP City Lite's "City (District)" names belong to the city; not the other way round.
+    assert matches("geo", {"cities": ["london"]}, city="London (Shadwell)")
+    assert matches("geo", {"cities": ["London (Shadwell)"]}, city="London (Shadwell)")
+    assert not matches("geo", {"cities": ["London (Shadwell)"]}, city="London")
+    assert not matches("geo", {"cities": ["London"]}, city="Londonderry")
     assert matches("geo", {"countries": ["US"], "regions": ["CA"]}, country="US", region="ca")
     assert not matches("geo", {"countries": ["US"], "regions": ["CA"]}, country="CA", region="ON")
 
