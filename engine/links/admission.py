@@ -53,10 +53,20 @@ def client_ip(
     trusted_proxies: Sequence[str] = (),
 ) -> str:
     """The visitor's address: the socket peer, or with trusted proxy headers the rightmost
-    X-Forwarded-For hop that is not one of our proxies (entries left of it are client-forgeable)."""
+    X-Forwarded-For hop that is not one of our proxies (entries left of it are client-forgeable).
+
+    With `trusted_proxies` set, the header is honoured only when the socket peer itself is one of
+    them: a client that reaches the server directly cannot choose its own address."""
     if not trust_proxy_headers or not forwarded_for:
         return remote or ""
     networks = [ipaddress.ip_network(n, strict=False) for n in trusted_proxies]
+    if networks:
+        try:
+            peer = ipaddress.ip_address((remote or "").strip("[]"))
+        except ValueError:
+            return remote or ""
+        if not any(peer in net for net in networks):
+            return str(peer)
     hops = [h.strip() for h in forwarded_for.split(",") if h.strip()]
     for hop in reversed(hops):
         try:

@@ -52,20 +52,22 @@ def test_host_blocked(url: str, blocked: bool) -> None:
 
 
 @pytest.mark.parametrize(
-    ("xff", "trust", "proxies", "expected"),
+    ("remote", "xff", "trust", "proxies", "expected"),
     [
-        ("203.0.113.7", False, [], "192.0.2.1"),
-        ("203.0.113.7", True, [], "203.0.113.7"),
-        ("1.1.1.1, 203.0.113.7", True, [], "203.0.113.7"),  # leftmost entries are forgeable
-        ("1.1.1.1, 203.0.113.7, 10.0.0.2", True, ["10.0.0.0/8"], "203.0.113.7"),
-        ("10.0.0.3, 10.0.0.2", True, ["10.0.0.0/8"], "10.0.0.3"),
-        ("2001:db8::1", True, [], "2001:db8::1"),
-        ("garbage", True, [], "192.0.2.1"),
-        ("", True, [], "192.0.2.1"),
+        ("192.0.2.1", "203.0.113.7", False, [], "192.0.2.1"),
+        ("192.0.2.1", "203.0.113.7", True, [], "203.0.113.7"),
+        ("192.0.2.1", "1.1.1.1, 203.0.113.7", True, [], "203.0.113.7"),  # leftmost entries are forgeable
+        ("10.0.0.9", "1.1.1.1, 203.0.113.7, 10.0.0.2", True, ["10.0.0.0/8"], "203.0.113.7"),
+        ("10.0.0.9", "10.0.0.3, 10.0.0.2", True, ["10.0.0.0/8"], "10.0.0.3"),
+        # A peer that is not one of our proxies cannot choose its address with the header.
+        ("192.0.2.1", "203.0.113.7", True, ["10.0.0.0/8"], "192.0.2.1"),
+        ("192.0.2.1", "2001:db8::1", True, [], "2001:db8::1"),
+        ("192.0.2.1", "garbage", True, [], "192.0.2.1"),
+        ("192.0.2.1", "", True, [], "192.0.2.1"),
     ],
 )
-def test_client_ip(xff: str, trust: bool, proxies: list[str], expected: str) -> None:
-    assert client_ip("192.0.2.1", xff, trust_proxy_headers=trust, trusted_proxies=proxies) == expected
+def test_client_ip(remote: str, xff: str, trust: bool, proxies: list[str], expected: str) -> None:
+    assert client_ip(remote, xff, trust_proxy_headers=trust, trusted_proxies=proxies) == expected
 
 
 def test_access_cookie() -> None:
