@@ -1,4 +1,5 @@
-"""Database rows as JSON-ready dicts: UUIDs and timestamps as strings, bytes left out."""
+"""Database rows as JSON-ready dicts (UUIDs and timestamps as strings, bytes left out), and ids from
+untrusted input checked before they reach a uuid column."""
 
 from __future__ import annotations
 
@@ -20,3 +21,11 @@ def record_to_json(row: Mapping[str, Any], *, exclude: Collection[str] = ()) -> 
         else:
             out[key] = value
     return out
+
+
+def uuid_or_none(value: object) -> str | None:
+    """The canonical form of a UUID given as text, or None for anything else."""
+    try:
+        return str(UUID(str(value)))
+    except ValueError:
+        return None

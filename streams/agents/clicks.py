@@ -1,5 +1,5 @@
-"""The click agent: raw click → drop re-sent copies → enrich → exact per-link counters →
-ClickHouse and PostgreSQL → live mirror in Redis → max-clicks enforcement.
+"""The click agent: raw click → drop re-sent copies → enrich → exact per-link counters (and per
+QR code / bio button) → ClickHouse and PostgreSQL → live mirror in Redis → max-clicks enforcement.
 
 Batches come from `take_events`; Faust acks (and so commits) a batch only after this body
 returns, and the body first waits for the table changelog writes to be acknowledged, so a
@@ -23,9 +23,10 @@ import faust
 from faust.streams import _current_event
 from prometheus_client import Counter, Gauge, Histogram
 
-from engine.clicks.counting import LinkStats, apply_click, is_resent, variant_key
+from engine.clicks.counting import LinkStats, apply_click, is_resent, source_key, variant_key
 from engine.clicks.models import EnrichedClick, RawClick
 from engine.links.enforcement import LinkLimits, load_limits, mark_exhausted, needs_exhausted_event
+from engine.records import uuid_or_none
 from streams.resources import WorkerResources
 from streams.source_reader import SourceReader
 
@@ -35,6 +36,7 @@ CLICKS_PROCESSED = Counter("linkrift_clicks_processed_total", "Raw clicks proces
 CLICKS_REPLAYED = Counter(
     "linkrift_clicks_replayed_skipped_total", "Replayed clicks recognised and not recounted"
 )
+CLICKS_MALFORMED = Counter("linkrift_clicks_malformed_total", "Raw clicks dropped as undecodable or invalid")
 CLICKS_RESENT = Counter("linkrift_clicks_duplicate_dropped_total", "Re-sent clicks (known event id) dropped")
 AGENT_EVENTS = Counter("linkrift_agent_events_total", "Events handled per agent", ["agent"])
 SINK_BATCH = Histogram(
@@ -58,6 +60,17 @@ GAP_RECORDS = Counter(
 DEDUP_RETENTION_SECONDS = 24 * 3600
 DEDUP_PRUNE_INTERVAL = 60.0
 LIMITS_TTL_SECONDS = 30.0
+
+
+def well_formed(raw: RawClick) -> bool:
+    """Whether a decoded click can be stored: ids the sinks write as UUID columns, a numeric time."""
+    return (
+        isinstance(raw.ts, int | float)
+        and isinstance(raw.event_id, str)
+        and bool(raw.event_id)
+        and uuid_or_none(raw.link_id) == raw.link_id
+        and uuid_or_none(raw.workspace_id) == raw.workspace_id
+    )
 
 
 def _at(event: Any) -> None:
@@ -131,7 +144,11 @@ def register(app: faust.App, res: WorkerResources) -> dict[str, Any]:
         for partition, offset, payload, event in records:
             try:
                 raw = RawClick.loads(payload)
-            except (ValueError, TypeError):
+            except (ValueError, TypeError, AttributeError):
+                raw = None
+            if raw is None or not well_formed(raw):
+                # One bad record must not fail its batch forever (a poison pill): count and skip.
+                CLICKS_MALFORMED.inc()
                 log.warning("dropping malformed click partition=%s offset=%s", partition, offset)
                 continue
             _at(event)
@@ -155,6 +172,7 @@ def register(app: faust.App, res: WorkerResources) -> dict[str, Any]:
                 is_bot=click.is_bot,
                 is_preview=click.is_preview,
                 variant=variant_key(raw.rule_id, raw.variant),
+                source=source_key(raw.kind, raw.qr_code_id, raw.bio_link_id),
             )
             touched[raw.link_id] = result.stats
             link_event[raw.link_id] = event

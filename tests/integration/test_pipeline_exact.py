@@ -117,3 +117,37 @@ async def test_two_thousand_mixed_clicks_agree_exactly_everywhere(pipeline: Pipe
         )
         assert (r["bots"], r["previews"]) == (kinds["bot"], kinds["preview"])
         assert r["no_ip"] == r["n"]  # the clicks carried no ip: stored as NULL, not ''
+
+
+async def test_poison_records_are_skipped_and_the_rest_counted(pipeline: Pipeline) -> None:  # noqa: F811
+    """Undecodable or invalid records on clicks.raw (not JSON, a JSON list, ids that are not
+    UUIDs, a text timestamp) are dropped one by one; they never fail the batch around them."""
+    links = await make_links(pipeline.database_url, workspaces=1, links_per_workspace=2)
+    good = mixed_clicks(links, 200, seed=3)
+    truth = ground_truth(good)
+    bad_link = raw_click(links[0], visitor="x", ua=HUMAN_UA)
+    poison = [
+        b"\xff not json",
+        b"[1, 2, 3]",
+        bad_link.dumps().replace(links[0]["id"].encode(), b"not-a-uuid"),
+        bad_link.dumps().replace(links[0]["workspace_id"].encode(), b"ws-1"),
+        bad_link.dumps().replace(b'"ts":', b'"ts":"yesterday","x":'),
+    ]
+    key = links[0]["id"].encode()
+    for i, click in enumerate(good):
+        await pipeline.producer.send(pipeline.topics.clicks_raw, click.dumps(), key=click.link_id.encode())
+        if i % 50 == 10:
+            for record in poison:
+                await pipeline.producer.send(pipeline.topics.clicks_raw, record, key=key)
+    await pipeline.producer.flush()
+
+    async def counted() -> bool:
+        return [await pipeline.redis_counts(x["id"]) for x in links] == [
+            (truth["total"][x["id"]], truth["unique"][x["id"]]) for x in links
+        ]
+
+    assert await wait_until(counted, within=60), pipeline.worker.log_tail()
+    for link in links:
+        n = truth["total"][link["id"]]
+        assert await pipeline.ch_count(link["id"]) == {"rows": n, "distinct_events": n}
+    assert "dropping malformed click" in pipeline.worker.log_tail(400)

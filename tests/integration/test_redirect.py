@@ -169,7 +169,8 @@ async def test_clicks_carry_method_utm_and_visitor(api: ApiHarness, pg: asyncpg.
 
 
 async def test_store_ip_false_and_trusted_forwarded_for(start_api: Any, pg: asyncpg.Connection) -> None:
-    h = await start_api(store_ip=False, trust_proxy_headers=True, trusted_proxies="10.0.0.0/8")
+    # The test client connects from 127.0.0.1: that is "our proxy" here, along with 10/8.
+    h = await start_api(store_ip=False, trust_proxy_headers=True, trusted_proxies="10.0.0.0/8,127.0.0.0/8")
     await add_link(pg, h, "private")
     clicks = record_clicks(h)
     headers = {"User-Agent": "agent/1", "X-Forwarded-For": "198.51.100.1, 203.0.113.7, 10.1.2.3"}
@@ -178,6 +179,18 @@ async def test_store_ip_false_and_trusted_forwarded_for(start_api: Any, pg: asyn
     assert click.ip == "" and "203.0.113.7" not in click.dumps().decode()
     # The rightmost hop that is not our proxy is the client; the visitor id still uses it.
     assert click.visitor_id == VisitorIdFactory(h.settings.secret_key).at("203.0.113.7", "agent/1", click.ts)
+
+
+async def test_forwarded_for_from_a_peer_that_is_not_a_trusted_proxy_is_ignored(
+    start_api: Any, pg: asyncpg.Connection
+) -> None:
+    h = await start_api(store_ip=True, trust_proxy_headers=True, trusted_proxies="10.0.0.0/8")
+    await add_link(pg, h, "direct")
+    clicks = record_clicks(h)
+    headers = {"User-Agent": "agent/1", "X-Forwarded-For": "203.0.113.7"}
+    assert (await get(h, "/direct", headers=headers)).status == 302
+    (click,) = clicks
+    assert click.ip == "127.0.0.1"  # the socket peer: a direct client cannot pick its address
 
 
 # --- link states and domains ---------------------------------------------------------------------
