@@ -1,7 +1,7 @@
 """Bio pages: management API (pages, buttons, themes) and the public pages at `/@{slug}`.
 
-A button links to `/@{slug}/l/{bio_link_id}`, which redirects to its URL, emits a RawClick of
-kind "bio" through the click pipeline and counts the click (batched into click_count).
+A button links to `/@{slug}/l/{bio_link_id}`, which redirects to its URL and emits a RawClick of
+kind "bio" through the click pipeline; the worker's click agent counts it into click_count.
 On a verified custom domain only that domain's workspace's pages are served.
 """
 
@@ -18,7 +18,6 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.auth import principal
-from api.counters import CounterBuffer, run_periodically
 from api.errors import json_response
 from api.links import parse_model, read_json
 from api.state import EMITTER, PG, SETTINGS, VISITORS
@@ -36,7 +35,6 @@ from engine.records import record_to_json
 
 routes = web.RouteTableDef()
 public_routes = web.RouteTableDef()
-CLICKS = web.AppKey("bio_clicks", CounterBuffer[str])
 PAGE_CACHE = "public, max-age=30"
 # The page needs inline styles and images only; nothing may run, frame it or post anywhere.
 PAGE_CSP = (
@@ -101,8 +99,6 @@ class ThemeCreate(ThemeUpdate):
 
 
 def setup(app: web.Application) -> None:
-    app[CLICKS] = CounterBuffer("bio_clicks", repository.add_click_counts)
-    app.cleanup_ctx.append(run_periodically(CLICKS))
     app.add_routes(routes)
     app.add_routes(public_routes)
 
@@ -379,5 +375,4 @@ async def public_click(request: web.Request) -> web.Response:
             visitor_id=request.app[VISITORS].at(ip, ua, now), bio_link_id=link_id,
         )
     )  # fmt: skip
-    request.app[CLICKS].add(link_id)
     return web.Response(status=302, headers={"Location": row["url"], "Cache-Control": "private, no-store"})

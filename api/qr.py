@@ -2,7 +2,8 @@
 
 Images: `GET /api/v1/qr/{id}.png|.svg` (authenticated) and `GET /qr/{id}.png|.svg` (public; the
 random UUID is the capability). Dynamic codes encode the short URL with a `?qr=` scan marker;
-the redirect emits such clicks with kind "qr" and feeds SCANS, flushed to scan_count in batches.
+the redirect emits such clicks with kind "qr", and the worker's click agent counts them into
+scan_count.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.auth import principal
-from api.counters import CounterBuffer, run_periodically
 from api.errors import json_response
 from api.links import parse_model, read_json
 from api.state import PG, SETTINGS
@@ -28,7 +28,6 @@ from engine.qr import repository
 from engine.qr.render import decode_logo, render_png, render_svg, validate_color, validate_error_correction
 
 routes = web.RouteTableDef()
-SCANS = web.AppKey("qr_scans", CounterBuffer[tuple[str, str]])
 IMAGES = web.AppKey("qr_images", TTLCache[str, bytes])
 _UUID = "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
 PUBLIC_CACHE = "public, max-age=3600, stale-while-revalidate=86400"
@@ -49,9 +48,7 @@ class QrFields(BaseModel):
 
 
 def setup(app: web.Application) -> None:
-    app[SCANS] = CounterBuffer("qr_scans", repository.add_scan_counts)
     app[IMAGES] = TTLCache(512, 600.0)
-    app.cleanup_ctx.append(run_periodically(SCANS))
     app.add_routes(routes)
 
 

@@ -29,7 +29,6 @@ from redis.exceptions import RedisError
 
 from api import pages
 from api.metrics import BACKEND_FALLBACK, LINK_CACHE, NOT_FOUND, RATE_LIMITED, REDIRECT_LATENCY
-from api.qr import SCANS as QR_SCANS
 from api.ratelimit import LIMITER
 from api.state import EMITTER, KEYS, REDIS, RESOLVER, SETTINGS, VISITORS
 from engine.auth.passwords import MAX_PASSWORD_LENGTH, verify_password
@@ -379,9 +378,8 @@ def _emit_click(visit: Visit, resolved: ResolvedLink, location: str, rule_id: st
     geo: GeoInfo = EMPTY_GEO if store_ip else app[GEO].lookup(visit.ip)
     # Most redirects carry no query string: skip building request.query for them.
     query = request.query if request.query_string else None
-    qr_code_id = scan_marker(query) if query else ""  # a dynamic QR code's `?qr=` marker: a scan
-    if qr_code_id:
-        app[QR_SCANS].add((qr_code_id, link.id))
+    # A dynamic QR code's `?qr=` marker: a scan, counted into scan_count by the worker.
+    qr_code_id = scan_marker(query) if query else ""
     app[EMITTER].emit(
         RawClick(
             event_id=os.urandom(16).hex(),  # 32 hex chars like uuid4().hex, ~5x cheaper

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic import AliasChoices, Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -95,8 +95,6 @@ class Settings(BaseSettings):
     dns_nameserver: str | None = None
     dns_timeout: float = Field(3.0, gt=0, le=30)
     domain_recheck_seconds: int = Field(3600, ge=60)
-    # QR scan_count and bio button click_count are buffered in the api and flushed this often.
-    counter_flush_seconds: float = Field(2.0, gt=0)
     # Webhooks: private/loopback targets are refused unless allowed (tests, trusted intranets).
     webhook_allow_private: bool = False
     webhook_max_failures: int = Field(20, ge=1)
@@ -105,6 +103,10 @@ class Settings(BaseSettings):
         default_factory=lambda: [30.0, 120.0, 600.0, 3600.0, 21600.0, 43200.0]
     )
     webhook_timeout_seconds: float = Field(10.0, gt=0)
+    # How long an attempt holds its delivery row (next_attempt_at moved ahead) before another worker
+    # may take it: a worker killed mid-attempt delays that delivery by this much. Must exceed the
+    # timeout, or a slow attempt still in flight could be sent a second time.
+    webhook_lease_seconds: float = Field(60.0, gt=0)
     webhook_click_batch_seconds: float = Field(5.0, gt=0)
     webhook_click_batch_size: int = Field(100, ge=1, le=1000)
     # Billing (Stripe). An empty secret key disables checkout/portal (503).
@@ -145,6 +147,14 @@ class Settings(BaseSettings):
     def _float_list(cls, v: object) -> object:
         if isinstance(v, str):
             return [float(item) for item in v.split(",") if item.strip()]
+        return v
+
+    @field_validator("webhook_lease_seconds")
+    @classmethod
+    def _lease_exceeds_timeout(cls, v: float, info: ValidationInfo) -> float:
+        timeout = info.data.get("webhook_timeout_seconds")
+        if timeout is not None and v <= timeout:
+            raise ValueError(f"must be greater than LINKRIFT_WEBHOOK_TIMEOUT_SECONDS ({timeout:g})")
         return v
 
     @field_validator("trusted_proxies")

@@ -34,10 +34,6 @@ class Topics:
         return f"{self.namespace}.webhooks.deliveries"
 
     @property
-    def webhooks_retry(self) -> str:
-        return f"{self.namespace}.webhooks.retry"
-
-    @property
     def webhooks_dead(self) -> str:
         return f"{self.namespace}.webhooks.dead"
 
@@ -101,9 +97,12 @@ class RedisKeys:
         """Capped Redis Stream of one workspace's enriched clicks: the SSE feed and its replay buffer."""
         return self._k(f"clicks:feed:{workspace_id}")
 
-    def webhook_click_cursor(self, workspace_id: str) -> str:
-        """Last click_feed entry id the link.clicked webhook batcher has turned into deliveries."""
-        return self._k(f"webhooks:click_cursor:{workspace_id}")
+    def webhook_click_cursor(self, workspace_id: str, event_type: str = "link.clicked") -> str:
+        """Last click_feed entry id the webhook click batcher has looked at for `event_type`
+        (`link.clicked`, `qr.scanned`, `bio.clicked`); each event moves its own cursor."""
+        if event_type == "link.clicked":
+            return self._k(f"webhooks:click_cursor:{workspace_id}")
+        return self._k(f"webhooks:click_cursor:{event_type}:{workspace_id}")
 
 
 REALTIME_TTL_SECONDS = 86400

@@ -18,6 +18,7 @@ from typing import Any
 
 import aiohttp
 import asyncpg
+import pytest
 import pytest_asyncio
 from aiokafka import AIOKafkaProducer
 
@@ -186,9 +187,17 @@ def worker_env(
 
 @pytest_asyncio.fixture
 async def pipeline(
-    tmp_path: Path, database_url: str, broker: Any, namespace: str, redis_client: Any
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    database_url: str,
+    broker: Any,
+    namespace: str,
+    redis_client: Any,
 ) -> AsyncIterator[Pipeline]:
-    """A running worker for this test's database and namespace, plus a producer to feed it."""
+    """A running worker for this test's database and namespace, plus a producer to feed it.
+
+    A test module may set `WORKER_ENV = {"LINKRIFT_…": "…"}` to add settings to the worker's
+    environment (e.g. short webhook retries)."""
     topics = Topics(namespace)
     await ensure_topics(broker.bootstrap, {topics.clicks_raw: PARTITIONS, topics.links_changes: PARTITIONS})
     token = f"internal-{uuid.uuid4().hex}"
@@ -201,6 +210,7 @@ async def pipeline(
         port=port,
         token=token,
     )
+    env.update(getattr(request.module, "WORKER_ENV", {}))
     worker = WorkerProcess(env, tmp_path / "logs", port)
     producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, acks="all", linger_ms=5)
     await producer.start()

@@ -11,6 +11,7 @@ import asyncpg
 from engine.bio.validation import validate_window
 from engine.db.sql import set_clause
 from engine.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from engine.records import uuid_or_none
 
 PAGE_COLUMNS = (
     "p.id, p.workspace_id, p.slug, p.title, p.bio, p.avatar_url, p.theme_id, p.custom_css, p.meta_title, "
@@ -246,14 +247,16 @@ async def public_link(
     )
 
 
-async def add_click_counts(conn: asyncpg.Connection, counts: Mapping[str, int]) -> None:
-    if counts:
-        await conn.execute(
-            """UPDATE bio_page_links l SET click_count = l.click_count + c.n
-               FROM unnest($1::uuid[], $2::bigint[]) AS c(id, n) WHERE l.id = c.id""",
-            list(counts),
-            list(counts.values()),
-        )
+async def page_ids_of_links(conn: asyncpg.Connection, link_ids: Sequence[str]) -> dict[str, str]:
+    """bio_link_id -> bio_page_id of the given buttons that exist; ids that are not UUIDs (they may
+    come from click events) are left out."""
+    ids = sorted({i for i in map(uuid_or_none, link_ids) if i is not None})
+    if not ids:
+        return {}
+    rows = await conn.fetch(
+        "SELECT id::text, bio_page_id::text FROM bio_page_links WHERE id = ANY($1::uuid[])", ids
+    )
+    return {r["id"]: r["bio_page_id"] for r in rows}
 
 
 # Themes ----------------------------------------------------------------------------------------

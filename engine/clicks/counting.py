@@ -7,6 +7,8 @@ counted again. The stats and its offset change in one table write, so they canno
 Unique visitors are remembered with the offset of their first click, which makes `is_unique`
 stable under replay too. Event ids are remembered the same way: the redirect may re-send a click
 after an ambiguous produce failure (same event id, new offset), and that copy is dropped.
+QR scans and bio button clicks are counted per source on the same stats value (`sources`), so
+qr_codes.scan_count and bio_page_links.click_count share its exactness.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ class LinkStats:
     bots: int = 0
     previews: int = 0
     variants: dict[str, int] = field(default_factory=dict)
+    # Clicks per source: `qr:{qr_code_id}` (dynamic QR scans) and `bio:{bio_link_id}` (bio buttons).
+    sources: dict[str, int] = field(default_factory=dict)
     offset: int = -1
     exhausted_emitted: bool = False
 
@@ -35,6 +39,7 @@ class LinkStats:
             "bots": self.bots,
             "previews": self.previews,
             "variants": dict(self.variants),
+            "sources": dict(self.sources),
             "offset": self.offset,
             "exhausted_emitted": self.exhausted_emitted,
         }
@@ -59,6 +64,26 @@ def variant_key(rule_id: str, variant: str) -> str:
     return f"{rule_id}:{variant}" if variant else ""
 
 
+QR_SOURCE = "qr"
+BIO_SOURCE = "bio"
+
+
+def source_key(kind: str, qr_code_id: str, bio_link_id: str) -> str:
+    """LinkStats.sources key of a click: `qr:{id}` for a QR scan, `bio:{id}` for a bio button
+    click, "" for a plain redirect (the id must match the click's kind)."""
+    if kind == QR_SOURCE and qr_code_id:
+        return f"{QR_SOURCE}:{qr_code_id}"
+    if kind == BIO_SOURCE and bio_link_id:
+        return f"{BIO_SOURCE}:{bio_link_id}"
+    return ""
+
+
+def split_source(key: str) -> tuple[str, str]:
+    """(kind, id) of a LinkStats.sources key; ("", "") for anything else."""
+    kind, _, source_id = key.partition(":")
+    return (kind, source_id) if kind in (QR_SOURCE, BIO_SOURCE) and source_id else ("", "")
+
+
 @dataclass(frozen=True, slots=True)
 class CountResult:
     stats: LinkStats
@@ -74,6 +99,7 @@ def apply_click(
     is_bot: bool,
     is_preview: bool,
     variant: str = "",
+    source: str = "",
 ) -> CountResult:
     """Count one click at `offset`; idempotent for offsets already applied."""
     is_unique = first_seen_offset is None or first_seen_offset == offset
@@ -86,9 +112,12 @@ def apply_click(
         bots=stats.bots + (1 if is_bot and not is_preview else 0),
         previews=stats.previews + (1 if is_preview else 0),
         variants=dict(stats.variants),
+        sources=dict(stats.sources),
         offset=offset,
         exhausted_emitted=stats.exhausted_emitted,
     )
     if variant:
         new.variants[variant] = new.variants.get(variant, 0) + 1
+    if source:
+        new.sources[source] = new.sources.get(source, 0) + 1
     return CountResult(new, is_unique, applied=True)

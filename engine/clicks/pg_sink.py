@@ -2,7 +2,8 @@
 
 Clicks go through COPY into a session temp table, then one INSERT ... ON CONFLICT (event_id,
 clicked_at) DO NOTHING, so a replayed batch adds nothing. Counters are absolute values from the
-worker's tables, written with GREATEST so that a late or replayed flush never moves them back.
+worker's tables, written with GREATEST so that a late or replayed flush never moves them back;
+the same holds for the per-source counters qr_codes.scan_count and bio_page_links.click_count.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ from typing import Any
 
 import asyncpg
 
+from engine.clicks.counting import BIO_SOURCE, QR_SOURCE, LinkStats, split_source
 from engine.clicks.models import EnrichedClick
+from engine.records import uuid_or_none
 
 # clicks column -> (EnrichedClick attribute, max length or None)
 _TEXT_COLUMNS: tuple[tuple[str, str, int | None], ...] = (
@@ -94,3 +97,61 @@ async def flush_link_counters(conn: asyncpg.Connection, counters: Mapping[str, t
         list(uniques),
     )
     return int(status.split()[-1])
+
+
+def source_counters(
+    stats: Mapping[str, LinkStats],
+) -> tuple[list[tuple[str, str, int]], list[tuple[str, int]]]:
+    """The absolute per-source counters of the given links: QR scans as (qr_code_id, link_id,
+    scans) and bio button clicks as (bio_link_id, clicks).
+
+    Ids arrive over the network: anything that is not a UUID is left out instead of failing the
+    batch. A bio button's clicks are keyed by the button id, so only that key's stats count them
+    (one writer per row).
+    """
+    qr: list[tuple[str, str, int]] = []
+    bio: list[tuple[str, int]] = []
+    for key, link_stats in stats.items():
+        link_id = uuid_or_none(key)
+        if link_id is None:
+            continue
+        for source, count in link_stats.sources.items():
+            kind, raw_id = split_source(source)
+            source_id = uuid_or_none(raw_id) if kind else None
+            if source_id is None:
+                continue
+            if kind == QR_SOURCE:
+                qr.append((source_id, link_id, count))
+            elif kind == BIO_SOURCE and source_id == link_id:
+                bio.append((source_id, count))
+    return qr, bio
+
+
+async def flush_source_counters(conn: asyncpg.Connection, stats: Mapping[str, LinkStats]) -> int:
+    """Set qr_codes.scan_count and bio_page_links.click_count to the links' absolute per-source
+    counts: at most one UPDATE per table. A scan only counts for a QR code of the link that was
+    visited, so a marker pasted onto another link's URL never counts. Returns the rows changed."""
+    qr, bio = source_counters(stats)
+    changed = 0
+    if qr:
+        qr_ids, link_ids, scans = zip(*qr, strict=True)
+        status = await conn.execute(
+            """UPDATE qr_codes q SET scan_count = GREATEST(q.scan_count, v.n)
+               FROM unnest($1::uuid[], $2::uuid[], $3::bigint[]) AS v(id, link_id, n)
+               WHERE q.id = v.id AND q.link_id = v.link_id AND q.scan_count < v.n""",
+            list(qr_ids),
+            list(link_ids),
+            list(scans),
+        )
+        changed += int(status.split()[-1])
+    if bio:
+        bio_ids, clicks = zip(*bio, strict=True)
+        status = await conn.execute(
+            """UPDATE bio_page_links l SET click_count = GREATEST(l.click_count, v.n)
+               FROM unnest($1::uuid[], $2::bigint[]) AS v(id, n)
+               WHERE l.id = v.id AND l.click_count < v.n""",
+            list(bio_ids),
+            list(clicks),
+        )
+        changed += int(status.split()[-1])
+    return changed

@@ -96,21 +96,6 @@ async def delete_qr(conn: asyncpg.Connection, *, workspace_id: str, link_id: str
     await conn.execute("DELETE FROM qr_codes WHERE id = $1", qr_id)
 
 
-async def add_scan_counts(conn: asyncpg.Connection, counts: Mapping[tuple[str, str], int]) -> None:
-    """Add batched scans, keyed (qr_id, link_id): a marker pasted onto another link's URL never
-    counts, because the QR code must belong to the link that was visited."""
-    if not counts:
-        return
-    await conn.execute(
-        """UPDATE qr_codes q SET scan_count = q.scan_count + c.n
-           FROM unnest($1::uuid[], $2::uuid[], $3::bigint[]) AS c(qr_id, link_id, n)
-           WHERE q.id = c.qr_id AND q.link_id = c.link_id""",
-        [k[0] for k in counts],
-        [k[1] for k in counts],
-        list(counts.values()),
-    )
-
-
 def style_of(row: Mapping[str, Any]) -> QrStyle:
     return QrStyle(
         error_correction=validate_error_correction(row["error_correction"]),

@@ -74,6 +74,7 @@ class DeliveryPolicy:
             timeout=settings.webhook_timeout_seconds,
             max_failures=settings.webhook_max_failures,
             allow_private=settings.webhook_allow_private,
+            lease_seconds=settings.webhook_lease_seconds,
         )
 
 

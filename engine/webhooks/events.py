@@ -25,6 +25,8 @@ EVENT_TYPES: frozenset[str] = frozenset(
 )
 TEST_EVENT = "webhook.test"
 CLICKED = "link.clicked"
+QR_SCANNED = "qr.scanned"
+BIO_CLICKED = "bio.clicked"
 
 
 def validate_events(events: Iterable[str]) -> list[str]:

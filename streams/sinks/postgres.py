@@ -2,8 +2,10 @@
 
 Both writes happen inside the click agent's batch, before Faust acks it, so a committed offset
 means PostgreSQL has the batch: clicks idempotent on (event_id, clicked_at), and counters as the
-absolute values of the batch's links in one UPDATE (a batch closes every `sink_batch_seconds` or
-`sink_batch_size` clicks, so that is about one UPDATE per 0.5 s under load, never one per click).
+absolute values of the batch's links in one UPDATE per table (links; qr_codes.scan_count and
+bio_page_links.click_count for the QR scans and bio button clicks among them). A batch closes
+every `sink_batch_seconds` or `sink_batch_size` clicks, so that is about one UPDATE per table per
+0.5 s under load, never one per click.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from prometheus_client import Histogram
 
 from engine.clicks.counting import LinkStats
 from engine.clicks.models import EnrichedClick
-from engine.clicks.pg_sink import flush_link_counters, insert_clicks
+from engine.clicks.pg_sink import flush_link_counters, flush_source_counters, insert_clicks
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +46,10 @@ class PostgresSink:
         return inserted
 
     async def write_counters(self, stats: dict[str, LinkStats]) -> int:
+        """Absolute counters of every link the batch touched (replays included): links rows, then
+        the QR codes' and bio buttons' counts. Returns the rows changed."""
         if not stats:
             return 0
         async with self.pool.acquire() as conn:
-            return await flush_link_counters(conn, {k: (s.total, s.unique) for k, s in stats.items()})
+            links = await flush_link_counters(conn, {k: (s.total, s.unique) for k, s in stats.items()})
+            return links + await flush_source_counters(conn, stats)

@@ -1,4 +1,5 @@
-"""A bio page in a real browser: headless Debian Chromium driven by Selenium renders it, we click.
+"""A bio page in a real browser: headless Debian Chromium driven by Selenium renders it, we click,
+and a real worker counts the click into the button's click_count.
 
 Chromium and chromedriver come from the system (`apt-get install chromium chromium-driver`, done by
 `.ci/run`); Selenium Manager is never asked to download anything. A missing browser is a failure,
@@ -15,7 +16,6 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-import asyncpg
 import pytest
 import pytest_asyncio
 from aiohttp import web
@@ -27,6 +27,7 @@ from selenium.webdriver.common.by import By
 
 from engine.clicks.models import RawClick
 from engine.naming import Topics
+from tests.pipeline_fixtures import Pipeline, pipeline, wait_until  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.e2e
 
@@ -45,11 +46,6 @@ CHROMIUM_FLAGS = (
     "--window-size=800,900",
 )
 T = TypeVar("T")
-
-
-@pytest.fixture(autouse=True)
-def fast_counters(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("LINKRIFT_COUNTER_FLUSH_SECONDS", "0.1")
 
 
 async def _in_thread(fn: Callable[..., T], *args: Any) -> T:
@@ -126,7 +122,11 @@ async def _raw_clicks(api: Any, want: int) -> list[RawClick]:
 
 
 async def test_bio_page_renders_and_click_redirects_in_chromium(
-    api: Any, browser: webdriver.Chrome, destination: tuple[str, list[str]], tmp_path: Path
+    api: Any,
+    pipeline: Pipeline,  # noqa: F811
+    browser: webdriver.Chrome,
+    destination: tuple[str, list[str]],
+    tmp_path: Path,
 ) -> None:
     landing_url, landing_hits = destination
     page = await _post(
@@ -206,18 +206,11 @@ async def test_bio_page_renders_and_click_redirects_in_chromium(
     assert "Chrome" in click.user_agent  # sent by the browser, not by a test client
     assert click.referer == page_url  # same-origin navigation keeps the full referrer
 
-    conn = await asyncpg.connect(api.settings.database_url)
-    try:
-        counts: dict[str, int] = {}
-        for _ in range(50):
-            rows = await conn.fetch(
-                "SELECT id::text, click_count FROM bio_page_links WHERE bio_page_id = $1", page["id"]
-            )
-            counts = {r["id"]: r["click_count"] for r in rows}
-            if counts[first["id"]] == 1:
-                break
-            await asyncio.sleep(0.1)
-    finally:
-        await conn.close()
-    assert counts[first["id"]] == 1
-    assert counts[second["id"]] == 0 and sum(counts.values()) == 1
+    async def counted() -> dict[str, int] | None:  # by the worker's click agent
+        rows = await pipeline.pg(
+            "SELECT id::text, click_count FROM bio_page_links WHERE bio_page_id = $1", page["id"]
+        )
+        counts = {r["id"]: r["click_count"] for r in rows}
+        return counts if counts[first["id"]] == 1 and sum(counts.values()) == 1 else None
+
+    assert await wait_until(counted, within=60), pipeline.worker.log_tail()

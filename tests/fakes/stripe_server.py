@@ -11,6 +11,7 @@ import hmac
 import time
 import uuid
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import web
 from aiohttp.test_utils import TestServer
@@ -21,6 +22,48 @@ def sign_payload(payload: bytes, secret: str, timestamp: int | None = None) -> s
     ts = int(time.time()) if timestamp is None else timestamp
     digest = hmac.new(secret.encode(), f"{ts}.".encode() + payload, hashlib.sha256).hexdigest()
     return f"t={ts},v1={digest}"
+
+
+def subscription_event(
+    event_id: str,
+    kind: str,
+    sub_id: str,
+    workspace_id: str,
+    *,
+    created: int,
+    status: str = "active",
+    price: str = "price_pro",
+    cancel: bool = False,
+    customer: str = "cus_1",
+) -> dict[str, Any]:
+    """A `customer.subscription.<kind>` event as Stripe sends it (period on the item, as in newer
+    API versions), carrying our `metadata.workspace_id`."""
+    now = int(time.time())
+    return {
+        "id": event_id,
+        "object": "event",
+        "type": f"customer.subscription.{kind}",
+        "created": created,
+        "data": {
+            "object": {
+                "id": sub_id,
+                "object": "subscription",
+                "customer": customer,
+                "status": status,
+                "cancel_at_period_end": cancel,
+                "metadata": {"workspace_id": workspace_id},
+                "items": {
+                    "data": [
+                        {
+                            "price": {"id": price},
+                            "current_period_start": now - 86400,
+                            "current_period_end": now + 29 * 86400,
+                        }
+                    ]
+                },
+            }
+        },
+    }
 
 
 @dataclass

@@ -27,6 +27,7 @@ from engine.errors import QuotaExceeded
 from tests.conftest import ApiHarness, _make_principal
 from tests.fakes.api import serve_api
 from tests.fakes.stripe_server import FakeStripe, sign_payload
+from tests.fakes.stripe_server import subscription_event as sub_event
 
 pytestmark = pytest.mark.integration
 WHSEC = "whsec_test_stripe"
@@ -59,45 +60,6 @@ async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
     p = await create_pool(database_url, min_size=1, max_size=3)
     yield p
     await p.close()
-
-
-def sub_event(
-    event_id: str,
-    kind: str,
-    sub_id: str,
-    ws: str,
-    *,
-    created: int,
-    status: str = "active",
-    price: str = "price_pro",
-    cancel: bool = False,
-) -> dict[str, Any]:
-    now = int(time.time())
-    return {
-        "id": event_id,
-        "object": "event",
-        "type": f"customer.subscription.{kind}",
-        "created": created,
-        "data": {
-            "object": {
-                "id": sub_id,
-                "object": "subscription",
-                "customer": "cus_1",
-                "status": status,
-                "cancel_at_period_end": cancel,
-                "metadata": {"workspace_id": ws},
-                "items": {
-                    "data": [
-                        {
-                            "price": {"id": price},
-                            "current_period_start": now - 86400,
-                            "current_period_end": now + 29 * 86400,
-                        }
-                    ]
-                },
-            }
-        },
-    }
 
 
 async def test_checkout_and_portal_through_stripe(billing_api: ApiHarness, fake_stripe: FakeStripe) -> None:

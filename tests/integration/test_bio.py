@@ -1,23 +1,19 @@
-"""Bio pages through the api: CRUD, themes, reorder, the public page and its click path."""
+"""Bio pages through the api: CRUD, themes, reorder, the public page and its click path (emitted by
+the api, counted into click_count by the worker)."""
 
 from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
 
-import asyncpg
 import pytest
 from aiokafka import AIOKafkaConsumer
 
 from engine.clicks.models import RawClick
 from engine.naming import Topics
+from tests.pipeline_fixtures import Pipeline, pipeline, wait_until  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(autouse=True)
-def fast_counters(monkeypatch) -> None:
-    monkeypatch.setenv("LINKRIFT_COUNTER_FLUSH_SECONDS", "0.1")
 
 
 async def _page(api, **extra) -> dict:
@@ -97,7 +93,7 @@ async def test_unpublished_deleted_and_unknown_pages_are_404(api) -> None:
     await _page(api)  # the slug is free again
 
 
-async def test_button_click_redirects_emits_and_counts(api) -> None:
+async def test_button_click_redirects_emits_and_counts(api, pipeline: Pipeline) -> None:  # noqa: F811
     page = await _page(api)
     button = await _button(api, page["id"], title="Blog", url="https://blog.example.com/post")
     future = await _button(
@@ -128,16 +124,14 @@ async def test_button_click_redirects_emits_and_counts(api) -> None:
     assert {(c.kind, c.bio_link_id, c.destination, c.workspace_id) for c in clicks} == {
         ("bio", button["id"], "https://blog.example.com/post", api.workspace_id)
     }
-    conn = await asyncpg.connect(api.settings.database_url)
-    try:
-        for _ in range(50):
-            count = await conn.fetchval("SELECT click_count FROM bio_page_links WHERE id = $1", button["id"])
-            if count == 2:
-                break
-            await asyncio.sleep(0.1)
-    finally:
-        await conn.close()
-    assert count == 2
+
+    async def counted() -> bool:  # by the worker's click agent
+        rows = await pipeline.pg(
+            "SELECT id::text, click_count FROM bio_page_links WHERE bio_page_id = $1", page["id"]
+        )
+        return {r["id"]: r["click_count"] for r in rows} == {button["id"]: 2, future["id"]: 0}
+
+    assert await wait_until(counted, within=60), pipeline.worker.log_tail()
 
 
 async def test_reorder_update_delete_buttons(api) -> None:

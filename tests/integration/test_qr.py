@@ -1,22 +1,18 @@
-"""QR codes through the api: CRUD, validation, tenant isolation, images, scan counting."""
+"""QR codes through the api: CRUD, validation, tenant isolation, images, and scan counting by the
+worker (the api emits the scans, the click agent counts them into scan_count)."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import io
 
-import asyncpg
 import pytest
 import zxingcpp
 from PIL import Image
 
+from tests.pipeline_fixtures import Pipeline, pipeline, wait_until  # noqa: F401 - fixture
+
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(autouse=True)
-def fast_counters(monkeypatch) -> None:
-    monkeypatch.setenv("LINKRIFT_COUNTER_FLUSH_SECONDS", "0.1")
 
 
 def _decode(png: bytes) -> str:
@@ -37,7 +33,7 @@ async def _link(api) -> dict:
     return await resp.json()
 
 
-async def test_dynamic_qr_round_trip_and_scan_count(api) -> None:
+async def test_dynamic_qr_round_trip_and_scan_count(api, pipeline: Pipeline) -> None:  # noqa: F811
     link = await _link(api)
     base = f"/api/v1/links/{link['id']}/qr-codes"
     resp = await api.client.post(base, json={"foreground_color": "#112233", "scale": 4}, headers=api.auth)
@@ -65,16 +61,18 @@ async def test_dynamic_qr_round_trip_and_scan_count(api) -> None:
         resp = await api.client.get(path, allow_redirects=False)
         assert resp.status == 302 and resp.headers["Location"] == "https://dest.example.com/p"
     await api.client.get(f"/{link['short_code']}", allow_redirects=False)  # not a scan
-    conn = await asyncpg.connect(api.settings.database_url)
-    try:
-        for _ in range(50):
-            count = await conn.fetchval("SELECT scan_count FROM qr_codes WHERE id = $1", qr["id"])
-            if count == 3:
-                break
-            await asyncio.sleep(0.1)
-    finally:
-        await conn.close()
-    assert count == 3
+
+    async def counted() -> tuple[int, int] | None:  # (link clicks, scans), both set by the worker
+        rows = await pipeline.pg(
+            "SELECT l.total_clicks, q.scan_count FROM qr_codes q JOIN links l ON l.id = q.link_id WHERE q.id = $1",
+            qr["id"],
+        )
+        counts = (rows[0]["total_clicks"], rows[0]["scan_count"])
+        return counts if counts == (4, 3) else None
+
+    assert await wait_until(counted, within=60), (await counted(), pipeline.worker.log_tail())
+    resp = await api.client.get(f"/api/v1/links/{link['id']}/qr-codes/{qr['id']}", headers=api.auth)
+    assert (await resp.json())["scan_count"] == 3
 
 
 async def test_static_qr_with_logo(api) -> None:

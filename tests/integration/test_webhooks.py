@@ -1,5 +1,6 @@
 """Outgoing webhooks against a real local receiver: CRUD, SSRF guard, signatures, retries,
-auto-disable, restart safety, delivery log, redelivery and batched link.clicked."""
+auto-disable, restart safety, delivery log, redelivery and batched link.clicked, qr.scanned and
+bio.clicked."""
 
 from __future__ import annotations
 
@@ -15,11 +16,10 @@ import asyncpg
 import orjson
 import pytest
 import pytest_asyncio
-from aiohttp import web
-from aiohttp.test_utils import TestServer
 
 from engine.auth import webhook_signing
 from engine.auth.crypto import SecretBox
+from engine.bio import repository as bio_repository
 from engine.db.pool import create_pool
 from engine.naming import RedisKeys
 from engine.webhooks import repository
@@ -28,6 +28,8 @@ from engine.webhooks.delivery import DeliveryPolicy, WebhookDispatcher
 from engine.webhooks.events import from_link_change
 from tests.conftest import ApiHarness, _make_principal
 from tests.fakes.api import serve_api
+from tests.fakes.webhook_receiver import WebhookReceiver as Receiver
+from tests.fakes.webhook_receiver import serve_receiver
 
 pytestmark = pytest.mark.integration
 
@@ -48,39 +50,10 @@ def verify_webhook(secret: str, headers: dict[str, str], body: bytes, tolerance:
     return False
 
 
-class Receiver:
-    """A webhook endpoint on 127.0.0.1 that answers from a script: an int status, or 'sleep'."""
-
-    def __init__(self) -> None:
-        self.script: list[int | str] = []
-        self.default: int | str = 200
-        self.received: list[tuple[dict[str, str], bytes]] = []
-        self.server: TestServer | None = None
-
-    async def handle(self, request: web.Request) -> web.Response:
-        body = await request.read()
-        self.received.append(({k.lower(): v for k, v in request.headers.items()}, body))
-        action = self.script.pop(0) if self.script else self.default
-        if action == "sleep":
-            await asyncio.sleep(2)
-            action = 200
-        return web.Response(status=int(action), text="x" * 5000)
-
-    @property
-    def url(self) -> str:
-        assert self.server is not None
-        return str(self.server.make_url("/hook"))
-
-
 @pytest_asyncio.fixture
 async def receiver() -> AsyncIterator[Receiver]:
-    rec = Receiver()
-    app = web.Application()
-    app.router.add_post("/hook", rec.handle)
-    rec.server = TestServer(app, host="127.0.0.1")
-    await rec.server.start_server()
-    yield rec
-    await rec.server.close()
+    async with serve_receiver() as rec:
+        yield rec
 
 
 @pytest_asyncio.fixture
@@ -428,3 +401,60 @@ async def test_link_clicked_is_batched_from_the_click_feed(
     batches = [orjson.loads(body)["data"]["clicks"] for _, body in receiver.received]
     assert sorted(len(b) for b in batches) == [2, 5]
     assert sorted(c["event_id"] for b in batches for c in b) == [f"c{i}" for i in range(7)]
+
+
+async def test_qr_scanned_and_bio_clicked_are_batched_from_their_kind_of_click(
+    hooks_api: ApiHarness, receiver: Receiver, pool: asyncpg.Pool, redis_client: Any
+) -> None:
+    await create_hook(hooks_api, receiver.url, ["qr.scanned"])
+    await create_hook(hooks_api, receiver.url, ["bio.clicked"])
+    async with pool.acquire() as conn:
+        page = await bio_repository.create_page(conn, hooks_api.workspace_id, {"slug": "feed", "title": "F"})
+        button = await bio_repository.create_link(
+            conn, hooks_api.workspace_id, str(page["id"]), {"title": "B", "url": "https://b.example.com/"}
+        )
+    keys = RedisKeys(hooks_api.settings.namespace)
+    feed = keys.click_feed(hooks_api.workspace_id)
+    now_ms = int(time.time() * 1000) + 1000
+    special = {
+        10: {"kind": "qr", "qr_code_id": "q1"},
+        1500: {"kind": "qr", "qr_code_id": "q2", "country_code": "FR", "device_type": "mobile"},
+        2000: {"kind": "bio", "bio_link_id": str(button["id"]), "destination": "https://b.example.com/"},
+        2100: {"kind": "bio", "bio_link_id": "not-a-uuid", "destination": "https://x.example.com/"},
+        2400: {"kind": "qr", "qr_code_id": "q3"},
+    }
+    pipe = redis_client.pipeline(transaction=False)
+    for i in range(2500):  # mostly plain redirects: the qr/bio batches page through them
+        click = {"event_id": f"c{i}", "ts": 1.0, "link_id": "l", "short_code": "s", "kind": "redirect"}
+        click |= special.get(i, {})
+        pipe.xadd(feed, {"event_id": f"c{i}", "data": orjson.dumps(click)}, id=f"{now_ms}-{i}")
+    await pipe.execute()
+    dispatcher = WebhookDispatcher(pool, SecretBox(hooks_api.settings.secret_key), policy())
+    try:
+        assert await batch_clicks(dispatcher, redis_client, keys, batch_size=2) == 2 + 2  # 2 scans, 2 bio
+        assert await batch_clicks(dispatcher, redis_client, keys, batch_size=2) == 1
+        assert await batch_clicks(dispatcher, redis_client, keys, batch_size=2) == 0
+        qr_cursor = keys.webhook_click_cursor(hooks_api.workspace_id, "qr.scanned")
+        assert await redis_client.get(qr_cursor) == f"{now_ms}-2499".encode()
+        assert await redis_client.get(keys.webhook_click_cursor(hooks_api.workspace_id)) is None
+        await redis_client.set(qr_cursor, f"{now_ms - 1}-0")  # a lost cursor: the same batch again
+        assert await batch_clicks(dispatcher, redis_client, keys, batch_size=2) == 2
+        await drain(dispatcher, pool)
+    finally:
+        await dispatcher.close()
+    bodies = [orjson.loads(body) for _, body in receiver.received]
+    assert sorted(b["type"] for b in bodies) == ["bio.clicked", "qr.scanned", "qr.scanned"]
+    scans = sorted(
+        (s for b in bodies if b["type"] == "qr.scanned" for s in b["data"]["scans"]),
+        key=lambda s: s["qr_code_id"],
+    )
+    assert [(s["qr_code_id"], s["country_code"], s["device_type"]) for s in scans] == [
+        ("q1", None, None),
+        ("q2", "FR", "mobile"),
+        ("q3", None, None),
+    ]
+    [bio] = [b["data"]["clicks"] for b in bodies if b["type"] == "bio.clicked"]
+    assert [(c["bio_link_id"], c["bio_page_id"], c["url"]) for c in bio] == [
+        (str(button["id"]), str(page["id"]), "https://b.example.com/"),
+        ("not-a-uuid", None, "https://x.example.com/"),
+    ]

@@ -55,6 +55,7 @@ def test_standard_names_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
         ("LINKRIFT_NAMESPACE", "has space"),
         ("LINKRIFT_ENV", "staging"),
         ("LINKRIFT_TOPIC_PARTITIONS", "0"),
+        ("LINKRIFT_WEBHOOK_LEASE_SECONDS", "10"),  # not above the 10 s delivery timeout
     ],
 )
 def test_bad_value_names_the_variable(monkeypatch: pytest.MonkeyPatch, var: str, value: str) -> None:
@@ -64,6 +65,16 @@ def test_bad_value_names_the_variable(monkeypatch: pytest.MonkeyPatch, var: str,
     message = str(info.value)
     assert message.startswith(f"{var}:")
     assert "\n" not in message
+
+
+def test_webhook_lease_and_retry_schedule_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    from engine.webhooks.delivery import DeliveryPolicy
+
+    monkeypatch.setenv("LINKRIFT_WEBHOOK_RETRY_SCHEDULE", "0.5,1,2")
+    monkeypatch.setenv("LINKRIFT_WEBHOOK_TIMEOUT_SECONDS", "2")
+    monkeypatch.setenv("LINKRIFT_WEBHOOK_LEASE_SECONDS", "3")
+    policy = DeliveryPolicy.from_settings(load_settings())
+    assert (policy.schedule, policy.timeout, policy.lease_seconds) == ((0.5, 1.0, 2.0), 2.0, 3.0)
 
 
 def test_relative_and_absolute_chdb_paths() -> None:

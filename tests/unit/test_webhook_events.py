@@ -79,3 +79,22 @@ def test_rotation_header_verifies_with_either_secret() -> None:
         webhook_signing.verify(secret, headers, b"{}", now=1_700_000_000)
     with pytest.raises(webhook_signing.WebhookVerificationError):
         webhook_signing.verify(webhook_signing.generate_webhook_secret(), headers, b"{}", now=1_700_000_000)
+
+
+def test_qr_and_bio_items_from_feed_clicks() -> None:
+    from engine.webhooks.clicks import bio_click, qr_scan
+
+    click = {
+        "event_id": "e1", "ts": 1700000000.5, "link_id": "L", "short_code": "abc", "kind": "qr",
+        "qr_code_id": "Q", "bio_link_id": "", "destination": "https://d.example/", "country_code": "DE",
+        "device_type": "", "ip": "never-in-the-feed-anyway",
+    }  # fmt: skip
+    assert qr_scan(click, {}) == {
+        "event_id": "e1", "qr_code_id": "Q", "link_id": "L", "short_code": "abc", "ts": 1700000000.5,
+        "country_code": "DE", "device_type": None,
+    }  # fmt: skip
+    bio = {**click, "kind": "bio", "qr_code_id": "", "bio_link_id": "B", "link_id": "B"}
+    assert bio_click(bio, {"B": "P"}) == {
+        "event_id": "e1", "bio_page_id": "P", "bio_link_id": "B", "url": "https://d.example/", "ts": 1700000000.5,
+    }  # fmt: skip
+    assert bio_click(bio, {})["bio_page_id"] is None  # the button was deleted since
