@@ -1,23 +1,5 @@
-"""Serve the api in-process with chosen settings (for tests that need settings the `api` fixture lacks)."""
+"""The in-process api for given settings (kept as an import path for older test modules)."""
 
-from __future__ import annotations
+from tests.fakes.api import serve_settings as serve_api
 
-import contextlib
-from collections.abc import AsyncIterator
-
-from aiohttp.test_utils import TestClient, TestServer
-
-from api.app import create_app
-from engine.config import Settings
-from tests.conftest import ApiHarness, _make_principal
-
-
-@contextlib.asynccontextmanager
-async def serve_api(settings: Settings) -> AsyncIterator[ApiHarness]:
-    who = await _make_principal(settings.database_url)
-    client = TestClient(TestServer(create_app(settings), host="127.0.0.1"))
-    await client.start_server()
-    try:
-        yield ApiHarness(client, settings, who["api_key"], who["user_id"], who["workspace_id"])
-    finally:
-        await client.close()
+__all__ = ["serve_api"]

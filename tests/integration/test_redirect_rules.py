@@ -16,12 +16,11 @@ from zoneinfo import ZoneInfo
 import maxminddb
 import pytest
 import pytest_asyncio
-from aiohttp.test_utils import TestClient, TestServer
 
-from api.app import create_app
 from engine.clicks.geo import bundled_database
 from engine.clicks.models import RawClick
-from tests.conftest import ApiHarness, _make_principal
+from tests.conftest import ApiHarness
+from tests.fakes.api import serve_api
 from tests.integration.test_click_emitter import _consume
 from tests.integration.test_redirect import record_clicks
 
@@ -72,19 +71,10 @@ async def proxied_api(
 ) -> AsyncIterator[ApiHarness]:
     """The api behind a trusted loopback proxy: the client IP comes from X-Forwarded-For
     (engine.links.admission.client_ip), so a test can visit from any public address."""
-    settings = make_settings(
-        database_url=database_url,
-        kafka_broker=broker.url,
-        trust_proxy_headers=True,
-        trusted_proxies="127.0.0.0/8",
-    )
-    who = await _make_principal(database_url)
-    client = TestClient(TestServer(create_app(settings), host="127.0.0.1"))
-    await client.start_server()
-    try:
-        yield ApiHarness(client, settings, who["api_key"], who["user_id"], who["workspace_id"])
-    finally:
-        await client.close()
+    async with serve_api(
+        make_settings, database_url, broker, trust_proxy_headers=True, trusted_proxies="127.0.0.0/8"
+    ) as harness:
+        yield harness
 
 
 async def create_link(h: ApiHarness, code: str, url: str = LINK_URL, **options: Any) -> dict[str, Any]:
