@@ -104,6 +104,11 @@ async def _matching(
     return matched, position
 
 
+# Batches per (workspace, event) in one timer pass: 50 x 100 clicks every 5 s keeps up with
+# 1,000 clicks/s per workspace while bounding one pass.
+MAX_BATCHES_PER_PASS = 50
+
+
 async def batch_clicks(
     dispatcher: WebhookDispatcher, client: redis.Redis, keys: RedisKeys, batch_size: int
 ) -> int:
@@ -117,18 +122,26 @@ async def batch_clicks(
         cursor_key = keys.webhook_click_cursor(workspace_id, event.type)
         raw_cursor = await client.get(cursor_key)
         cursor = raw_cursor.decode() if raw_cursor else f"{int(row['since'].timestamp() * 1000)}-0"
-        matched, position = await _matching(client, keys.click_feed(workspace_id), cursor, event, batch_size)
-        if matched:
-            pages: dict[str, str] = {}
-            if event.type == BIO_CLICKED:
-                async with dispatcher.pool.acquire() as conn:
-                    pages = await page_ids_of_links(conn, [str(c.get("bio_link_id")) for _, c in matched])
-            items = [event.item(click, pages) for _, click in matched]
-            event_id = f"{event.id_prefix}_{workspace_id}_{matched[0][0]}_{matched[-1][0]}"
-            await dispatcher.publish(
-                workspace_id, event_id, event.type, {"workspace_id": workspace_id, event.items: items}
+        # Full batches mean the feed holds more: keep going (bounded per pass) so a busy workspace
+        # (more than batch_size clicks per timer tick) never falls behind the capped feed.
+        for _ in range(MAX_BATCHES_PER_PASS):
+            matched, position = await _matching(
+                client, keys.click_feed(workspace_id), cursor, event, batch_size
             )
-            total += len(items)
-        if position != cursor:
-            await client.set(cursor_key, position)
+            if matched:
+                pages: dict[str, str] = {}
+                if event.type == BIO_CLICKED:
+                    async with dispatcher.pool.acquire() as conn:
+                        pages = await page_ids_of_links(conn, [str(c.get("bio_link_id")) for _, c in matched])
+                items = [event.item(click, pages) for _, click in matched]
+                event_id = f"{event.id_prefix}_{workspace_id}_{matched[0][0]}_{matched[-1][0]}"
+                await dispatcher.publish(
+                    workspace_id, event_id, event.type, {"workspace_id": workspace_id, event.items: items}
+                )
+                total += len(items)
+            if position != cursor:
+                await client.set(cursor_key, position)
+                cursor = position
+            if len(matched) < batch_size:
+                break
     return total
