@@ -11,6 +11,7 @@ import csv
 import io
 import logging
 from collections.abc import Iterable, Mapping
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -63,11 +64,20 @@ async def _owned_link(request: web.Request, who: Principal, link_id: str) -> asy
         return await repository.get_link(conn, who.workspace_id, link_id)
 
 
+def _tracked_since(link: asyncpg.Record) -> datetime:
+    """Where a link's click history starts: an imported link's `created_at` is the source's date,
+    but LinkRift has its clicks only from the import on (the default window must not reach back
+    years to a date it has no clicks for)."""
+    value = link["imported_at"] or link["created_at"]
+    assert isinstance(value, datetime)
+    return value
+
+
 async def _report(
     request: web.Request, who: Principal, link: asyncpg.Record | None, *, fallback: bool
 ) -> dict[str, Any]:
     q = request.query
-    window = parse_window(q, default_from=link["created_at"] if link is not None else None)
+    window = parse_window(q, default_from=_tracked_since(link) if link is not None else None)
     limit = parse_limit(q.get("limit"))
     link_id = str(link["id"]) if link is not None else None
     params = {**window.as_params(), "limit": limit, "workspace_id": who.workspace_id, "link_id": link_id}
@@ -97,10 +107,13 @@ async def link_analytics(request: web.Request) -> web.StreamResponse:
     keys = request.app[KEYS]
     live = await request.app[REDIS].mget(keys.realtime_link(link_id), keys.realtime_unique(link_id))
     # Live counters come from the worker's tables (mirrored to Redis within a second); the
-    # PostgreSQL columns are the batched, durable copy used when the mirror has expired.
-    total = int(live[0]) if live[0] is not None else int(link["total_clicks"])
+    # PostgreSQL columns are the batched, durable copy used when the mirror has expired. Analytics
+    # count tracked clicks only: an import's count has no per-click history, so it is reported
+    # beside them (imported_clicks), never in them.
+    total = int(live[0]) if live[0] is not None else int(link["tracked_clicks"])
     unique = int(live[1]) if live[1] is not None else int(link["unique_clicks"])
-    return json_response({"link_id": link_id, "total_clicks": total, "unique_clicks": unique, **report})
+    body = {"link_id": link_id, "total_clicks": total, "unique_clicks": unique}
+    return json_response({**body, "imported_clicks": int(link["imported_clicks"]), **report})
 
 
 @routes.get("/api/v1/links/{link_id}/analytics.csv")
@@ -175,7 +188,7 @@ async def link_clicks_csv(request: web.Request) -> web.StreamResponse:
     _check_params(request, _EXPORT_PARAMS)
     max_rows = parse_int(request.query.get("max_rows"), "max_rows", DEFAULT_EXPORT_ROWS, 1, MAX_EXPORT_ROWS)
     link = await _owned_link(request, who, link_id)
-    window = parse_window(request.query, default_from=link["created_at"])
+    window = parse_window(request.query, default_from=_tracked_since(link))
     analytics = request.app[ANALYTICS]
     scope = {**window.as_params(), "workspace_id": who.workspace_id, "link_id": link_id}
 

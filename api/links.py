@@ -274,6 +274,7 @@ EXPORT_COLUMNS = (
     "max_clicks",
     "total_clicks",
     "unique_clicks",
+    "imported_clicks",
 )
 
 

@@ -1,7 +1,8 @@
 """Usage per billing period: counting, quota enforcement, soft click notices, metered reporting.
 
 The period is the active subscription's current period, else the calendar month (UTC). Links are
-counted from `links.created_at` (deleted ones too: creating is what the plan limits), clicks from
+counted by when they were added (deleted ones too: creating is what the plan limits): `created_at`,
+or `imported_at` for imported links, whose `created_at` is the source's date. Clicks come from
 the PostgreSQL `clicks` table without bots: both exact and already indexed by workspace and time.
 """
 
@@ -25,7 +26,10 @@ SELECT COALESCE(
      WHERE workspace_id = $1 AND status IN {_LIVE} ORDER BY current_period_start DESC LIMIT 1),
     date_trunc('month', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC')
 """
-_COUNT_LINKS = "SELECT count(*) FROM links WHERE workspace_id = $1 AND created_at >= $2"
+# The expression of idx_links_workspace_added (migrations/postgres/000012).
+_COUNT_LINKS = (
+    "SELECT count(*) FROM links WHERE workspace_id = $1 AND COALESCE(imported_at, created_at) >= $2"
+)
 _COUNT_CLICKS = "SELECT count(*) FROM clicks WHERE workspace_id = $1 AND clicked_at >= $2 AND NOT is_bot"
 
 

@@ -4,14 +4,20 @@ Headers are compared case-insensitively with spaces, `_` and `-` ignored (`Long 
 = `longUrl`). Recognized formats, checked in this order:
 
     shlink  shortCode + longUrl   (shlink-web-client export: createdAt,domain,shortCode,shortUrl,
-                                   longUrl,title,tags,visits)
-    kutt    address + target      (Kutt link objects: address,target,description,link,visit_count,..)
+                                   longUrl,title,tags,visits; API field names dateCreated and
+                                   visitsCount are accepted too)
+    kutt    address + target      (Kutt link objects: address,target,description,link,visit_count,
+                                   created_at,..)
     yourls  keyword + url         (YOURLS url table / export plugins: keyword,url,title,timestamp,
                                    ip,clicks)
     bitly   long_url + link|bitlink|short_url (Bitly export: link/bitlink, long_url, title,
-                                   created_at, tags); the code is the last path segment of the link
-    plain   url [+ short_code, title, tags]
+                                   created_at, tags, clicks); the code is the last path segment of
+                                   the link
+    plain   url [+ short_code, title, tags, created_at, clicks|total_clicks] (our own export)
 
+The source's creation date becomes the link's `created_at` (ISO 8601 with or without a zone,
+`YYYY-MM-DD HH:MM:SS`, or unix seconds; no zone means UTC) and its click count the link's
+`imported_clicks`, kept apart from the clicks LinkRift tracks (see docs/api-links.md#import).
 Tags are split on `|` or `,`. Rows are validated before any write; each batch of valid rows is
 inserted in one transaction, so a database failure never leaves a batch half-imported. The valid
 rows must fit the plan's monthly link quota as a whole (402 before anything is written); each
@@ -25,6 +31,7 @@ import io
 import re
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -44,19 +51,51 @@ BATCH_SIZE = 500
 MAX_ROWS = 50_000
 MAX_TITLE = 500
 MAX_REPORTED_ERRORS = 1000
+MAX_CLICKS = 10**15
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 
 # For each format: our field -> the normalized source headers that may carry it (first wins).
 _COLUMNS: dict[Format, dict[str, tuple[str, ...]]] = {
-    "shlink": {"url": ("longurl",), "short_code": ("shortcode",), "title": ("title",), "tags": ("tags",)},
-    "kutt": {"url": ("target",), "short_code": ("address",), "title": ("description",), "tags": ()},
-    "yourls": {"url": ("url",), "short_code": ("keyword",), "title": ("title",), "tags": ()},
+    "shlink": {
+        "url": ("longurl",),
+        "short_code": ("shortcode",),
+        "title": ("title",),
+        "tags": ("tags",),
+        "created_at": ("createdat", "datecreated"),
+        "clicks": ("visits", "visitscount", "visitssummarytotal", "visitstotal"),
+    },
+    "kutt": {
+        "url": ("target",),
+        "short_code": ("address",),
+        "title": ("description",),
+        "tags": (),
+        "created_at": ("createdat",),
+        "clicks": ("visitcount", "visits"),
+    },
+    "yourls": {
+        "url": ("url",),
+        "short_code": ("keyword",),
+        "title": ("title",),
+        "tags": (),
+        "created_at": ("timestamp", "createdat"),
+        "clicks": ("clicks",),
+    },
     "bitly": {
         "url": ("longurl",),
         "short_code": ("link", "bitlink", "shorturl"),
         "title": ("title",),
         "tags": ("tags",),
+        "created_at": ("createdat", "createdate", "created"),
+        "clicks": ("clicks", "totalclicks", "engagements"),
     },
-    "plain": {"url": ("url",), "short_code": ("shortcode", "code"), "title": ("title",), "tags": ("tags",)},
+    "plain": {
+        "url": ("url",),
+        "short_code": ("shortcode", "code"),
+        "title": ("title",),
+        "tags": ("tags",),
+        "created_at": ("createdat",),
+        "clicks": ("clicks", "totalclicks"),
+    },
 }
 _REQUIRED: dict[Format, tuple[str, ...]] = {
     "shlink": ("shortcode", "longurl"),
@@ -84,6 +123,8 @@ class ImportRow:
     short_code: str | None
     title: str | None
     tags: tuple[str, ...] = ()
+    created_at: datetime | None = None  # None: the time of the import
+    clicks: int = 0
 
 
 @dataclass(slots=True)
@@ -148,6 +189,50 @@ def _split_tags(raw: str) -> list[str]:
     return [t for t in re.split(r"[|,]", raw) if t.strip()]
 
 
+_UNIX_SECONDS = re.compile(r"\d{1,12}(\.\d+)?")
+
+
+def parse_created_at(raw: str, column: str, *, now: datetime | None = None) -> datetime | None:
+    """A source's creation date in UTC (None for an empty cell), or ValidationFailed (field
+    `created_at`) whose message names the file's column.
+
+    ISO 8601 with or without a zone (`Z`, `+00:00`, `+0000`), `YYYY-MM-DD HH:MM:SS` (YOURLS)
+    and unix seconds; a time without a zone is UTC. Dates before 1970 or in the future are
+    refused: no shortener made a link then."""
+    raw = raw.strip()
+    if not raw:
+        return None
+    try:
+        if _UNIX_SECONDS.fullmatch(raw):
+            value = datetime.fromtimestamp(float(raw), UTC)
+        else:
+            value = datetime.fromisoformat(raw)
+            value = value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+    except (ValueError, OverflowError, OSError):
+        raise ValidationFailed(
+            f"{column} must be an ISO 8601 date, 'YYYY-MM-DD HH:MM:SS' or unix seconds (got {raw[:40]!r})",
+            field="created_at",
+        ) from None
+    if not EARLIEST <= value <= (now or datetime.now(UTC)):
+        raise ValidationFailed(
+            f"{column} must be between 1970 and now (got {raw[:40]!r})", field="created_at"
+        )
+    return value
+
+
+def parse_clicks(raw: str, column: str) -> int:
+    """A source's click count (0 for an empty cell), or ValidationFailed (field `clicks`) whose
+    message names the file's column."""
+    raw = raw.strip()
+    if not raw:
+        return 0
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 16 or int(raw) > MAX_CLICKS:
+        raise ValidationFailed(
+            f"{column} must be a whole number from 0 to {MAX_CLICKS} (got {raw[:40]!r})", field="clicks"
+        )
+    return int(raw)
+
+
 def parse_csv(text: str, fmt: Format | None = None, *, blocked_hosts: Collection[str] = ()) -> ParsedImport:
     """Parse and validate every row; nothing touches the database here."""
     reader = csv.reader(io.StringIO(text.lstrip("\ufeff")))
@@ -168,6 +253,7 @@ def parse_csv(text: str, fmt: Format | None = None, *, blocked_hosts: Collection
         ours: next((positions[c] for c in candidates if c in positions), None)
         for ours, candidates in _COLUMNS[fmt].items()
     }
+    names = {ours: header[i].strip().lstrip("\ufeff") for ours, i in columns.items() if i is not None}
     parsed = ParsedImport(fmt)
     seen_codes: dict[str, int] = {}
     line = 1
@@ -179,7 +265,7 @@ def parse_csv(text: str, fmt: Format | None = None, *, blocked_hosts: Collection
             if len(parsed.rows) + len(parsed.errors) >= MAX_ROWS:
                 raise ValidationFailed(f"at most {MAX_ROWS} rows per import", field="file")
             try:
-                row = _parse_row(fmt, line, record, columns, blocked_hosts)
+                row = _parse_row(fmt, line, record, columns, names, blocked_hosts)
             except ValidationFailed as exc:
                 parsed.errors.append(RowError(line, exc.field or "row", exc.message))
                 continue
@@ -204,6 +290,7 @@ def _parse_row(
     line: int,
     record: list[str],
     columns: Mapping[str, int | None],
+    names: Mapping[str, str],
     blocked_hosts: Collection[str],
 ) -> ImportRow:
     def cell(name: str) -> str:
@@ -218,7 +305,9 @@ def _parse_row(
     if title and len(title) > MAX_TITLE:
         raise ValidationFailed(f"title must be at most {MAX_TITLE} characters", field="title")
     tags = validate_tag_names(_split_tags(cell("tags")))
-    return ImportRow(line, url, code, title, tuple(tags))
+    created_at = parse_created_at(cell("created_at"), names.get("created_at", "created_at"))
+    clicks = parse_clicks(cell("clicks"), names.get("clicks", "clicks"))
+    return ImportRow(line, url, code, title, tuple(tags), created_at, clicks)
 
 
 @dataclass(frozen=True, slots=True)
@@ -315,9 +404,13 @@ async def _insert_batch(conn: asyncpg.Connection, target: ImportTarget, batch: l
         return
     generated = iter(await _free_codes(conn, target.domain_id, sum(1 for r in batch if not r.short_code)))
     codes = [r.short_code or next(generated) for r in batch]
+    # total_clicks stays 0: it counts the clicks LinkRift tracks (the worker writes it).
     rows = await conn.fetch(
-        """INSERT INTO links (user_id, workspace_id, domain_id, url, short_code, title)
-           SELECT $1, $2, $3, u, c, t FROM unnest($4::text[], $5::text[], $6::text[]) AS x(u, c, t)
+        """INSERT INTO links (user_id, workspace_id, domain_id, url, short_code, title,
+                              created_at, imported_clicks, imported_at)
+           SELECT $1, $2, $3, u, c, t, COALESCE(d, now()), n, now()
+           FROM unnest($4::text[], $5::text[], $6::text[], $7::timestamptz[], $8::bigint[])
+                AS x(u, c, t, d, n)
            RETURNING id, workspace_id, domain_id, short_code""",
         target.user_id,
         target.workspace_id,
@@ -325,6 +418,8 @@ async def _insert_batch(conn: asyncpg.Connection, target: ImportTarget, batch: l
         [r.url for r in batch],
         codes,
         [r.title for r in batch],
+        [r.created_at for r in batch],
+        [r.clicks for r in batch],
     )
     by_code = {r["short_code"]: r for r in rows}
     tag_ids = await ensure_tags(conn, target.workspace_id, sorted({t for r in batch for t in r.tags}))

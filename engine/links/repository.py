@@ -12,12 +12,15 @@ from engine.errors import LinkNotFound, ShortCodeTaken
 from engine.links.models import CachedLink
 from engine.links.shortcodes import generate_code
 
+# A link's total is what LinkRift tracked (the `total_clicks` column, written by the worker) plus
+# what an import brought from the source shortener (`imported_clicks`); both parts are exposed.
 LINK_COLUMNS = (
     "id, user_id, workspace_id, domain_id, url, short_code, title, description, favicon_url, og_image_url, "
     "is_active, "
-    "expires_at, max_clicks, total_clicks, unique_clicks, redirect_type, forward_query, "
+    "expires_at, max_clicks, total_clicks + imported_clicks AS total_clicks, total_clicks AS tracked_clicks, "
+    "imported_clicks, unique_clicks, redirect_type, forward_query, "
     "utm_source, utm_medium, utm_campaign, utm_term, utm_content, created_at, updated_at, deleted_at, "
-    "(password_hash IS NOT NULL) AS has_password"
+    "imported_at, (password_hash IS NOT NULL) AS has_password"
 )
 
 # The spec's GetLinkWithRules, scoped by domain: codes are unique per domain, not globally.

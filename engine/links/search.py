@@ -31,7 +31,7 @@ MAX_OFFSET = 10_000
 SEARCH_VECTOR = "to_tsvector('english', COALESCE(title, '') || ' ' || COALESCE(description, ''))"
 _SORT_SQL: dict[str, str] = {
     "created_at": "l.created_at",
-    "total_clicks": "l.total_clicks",
+    "total_clicks": "(l.total_clicks + l.imported_clicks)",  # as LINK_COLUMNS reports it
     "title": "COALESCE(l.title, '')",
 }
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import socket
 from pathlib import Path
 
 import aiohttp
@@ -11,8 +12,10 @@ import asyncpg
 import pytest
 
 from engine.audit import AuditContext
+from engine.clicks.pg_sink import flush_link_counters
 from engine.db.pool import create_pool
 from engine.links import importers
+from tests.integration._api_server import serve_api
 
 pytestmark = pytest.mark.integration
 DATA = Path(__file__).resolve().parent.parent / "data" / "imports"
@@ -163,3 +166,181 @@ async def test_cli_import(api) -> None:
     report = await run_import(api.settings, parsed, api.workspace_id, None, Console(file=io.StringIO()))
     assert (report.imported, report.failed) == (2, 1)
     assert {"yrl1", "yrl3"} <= set(await _codes(api))
+    links = await _links_by_code(api)
+    assert (links["yrl1"]["created_at"], links["yrl1"]["total_clicks"]) == ("2023-12-01T08:00:00+00:00", 42)
+    assert (links["yrl3"]["created_at"], links["yrl3"]["imported_clicks"]) == ("2023-12-03T08:00:00+00:00", 7)
+
+
+# --- source dates and click counts ---------------------------------------------------------------
+
+
+async def _post_csv(api, text: str, auth: dict | None = None) -> dict:
+    resp = await api.client.post(
+        "/api/v1/links/import",
+        data=text.encode(),
+        headers={**(auth or api.auth), "Content-Type": "text/csv"},
+    )
+    assert resp.status == 200, await resp.text()
+    return await resp.json()
+
+
+async def _links_by_code(api) -> dict[str, dict]:
+    resp = await api.client.get("/api/v1/links?limit=100", headers=api.auth)
+    assert resp.status == 200, await resp.text()
+    return {link["short_code"]: link for link in (await resp.json())["links"]}
+
+
+async def _track(api, counters: dict[str, tuple[int, int]]) -> None:
+    """What the worker does once clicks arrive: absolute tracked counts, written by pg_sink."""
+    conn = await asyncpg.connect(api.settings.database_url)
+    try:
+        await flush_link_counters(conn, counters)
+    finally:
+        await conn.close()
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        (
+            "bitly.csv",
+            {"sprng24": ("2024-03-01T10:00:00+00:00", 1204), "guide-x": ("2024-03-02T11:00:00+00:00", 0)},
+        ),
+        (
+            "shlink.csv",
+            {"shl-one": ("2024-01-05T09:30:00+00:00", 12), "shl-two": ("2024-01-06T09:30:00+00:00", 3)},
+        ),
+        (
+            "kutt.csv",
+            {"kutt-a": ("2024-02-01T00:00:00+00:00", 5), "kutt-b": ("2024-02-02T00:00:00+00:00", 0)},
+        ),
+        (
+            "yourls.csv",
+            {"yrl1": ("2023-12-01T08:00:00+00:00", 42), "yrl3": ("2023-12-03T08:00:00+00:00", 7)},
+        ),
+    ],
+)
+async def test_import_keeps_source_dates_and_counts(api, name, expected) -> None:
+    report = await _post_csv(api, (DATA / name).read_text())
+    assert report["imported"] == 2
+    links = await _links_by_code(api)
+    got = {code: (links[code]["created_at"], links[code]["total_clicks"]) for code in expected}
+    assert got == expected
+    for code, (_, clicks) in expected.items():
+        link = links[code]
+        assert (link["imported_clicks"], link["tracked_clicks"]) == (clicks, 0)
+        assert link["imported_at"] is not None and link["imported_at"] > link["created_at"]
+        one = await (await api.client.get(f"/api/v1/links/{link['id']}", headers=api.auth)).json()
+        assert (one["created_at"], one["total_clicks"]) == expected[code]
+
+
+async def test_bad_dates_and_counts_are_row_errors_and_not_imported(api) -> None:
+    text = (
+        "createdAt,shortCode,longUrl,visits\n"
+        "last tuesday,bad-date,https://a.example,1\n"
+        "2024-01-01T00:00:00Z,bad-count,https://a.example,-1\n"
+        "1704067200,good-one,https://a.example,8\n"
+    )
+    report = await _post_csv(api, text)
+    assert (report["imported"], report["failed"]) == (1, 2)
+    assert [(e["row"], e["field"]) for e in report["errors"]] == [(2, "created_at"), (3, "clicks")]
+    assert report["errors"][0]["message"].startswith("createdAt ")
+    assert report["errors"][1]["message"].startswith("visits ")
+    links = await _links_by_code(api)
+    assert set(links) == {"good-one"}
+    assert (links["good-one"]["created_at"], links["good-one"]["total_clicks"]) == (
+        "2024-01-01T00:00:00+00:00",
+        8,
+    )
+
+
+async def test_tracked_clicks_add_to_imported_ones_and_sorting_uses_the_sum(api) -> None:
+    """The worker writes links.total_clicks as an absolute value (GREATEST): with the imported count
+    in its own column, tracked clicks add to it instead of hiding behind it."""
+    await _post_csv(api, (DATA / "bitly.csv").read_text())  # sprng24: 1204, guide-x: 0
+    resp = await api.client.post(
+        "/api/v1/links", json={"url": "https://native.example", "short_code": "native"}, headers=api.auth
+    )
+    assert resp.status == 201
+    links = await _links_by_code(api)
+    ids = {code: link["id"] for code, link in links.items()}
+    await _track(api, {ids["sprng24"]: (3, 2), ids["native"]: (500, 400), ids["guide-x"]: (7, 7)})
+    one = await (await api.client.get(f"/api/v1/links/{ids['sprng24']}", headers=api.auth)).json()
+    assert (one["total_clicks"], one["tracked_clicks"], one["imported_clicks"]) == (1207, 3, 1204)
+    # A replayed (older) flush never moves the tracked part back.
+    await _track(api, {ids["sprng24"]: (1, 1)})
+    assert (await _links_by_code(api))["sprng24"]["total_clicks"] == 1207
+
+    resp = await api.client.get("/api/v1/links?sort=total_clicks&order=desc", headers=api.auth)
+    ordered = [(link["short_code"], link["total_clicks"]) for link in (await resp.json())["links"]]
+    assert ordered == [("sprng24", 1207), ("native", 500), ("guide-x", 7)]
+    # Keyset pages over the same sum.
+    seen, cursor = [], None
+    while True:
+        params = "sort=total_clicks&order=asc&limit=1" + (f"&cursor={cursor}" if cursor else "")
+        page = await (await api.client.get(f"/api/v1/links?{params}", headers=api.auth)).json()
+        seen += [link["short_code"] for link in page["links"]]
+        if not (cursor := page["next_cursor"]):
+            break
+    assert seen == ["guide-x", "native", "sprng24"]
+
+
+async def test_export_round_trips_dates_and_counts(api) -> None:
+    await _post_csv(api, (DATA / "shlink.csv").read_text())
+    links = await _links_by_code(api)
+    await _track(api, {links["shl-one"]["id"]: (4, 4)})
+    before = {
+        code: (link["created_at"], link["total_clicks"]) for code, link in (await _links_by_code(api)).items()
+    }
+    assert before == {
+        "shl-one": ("2024-01-05T09:30:00+00:00", 16),
+        "shl-two": ("2024-01-06T09:30:00+00:00", 3),
+    }
+    exported = await (await api.client.get("/api/v1/links/export.csv", headers=api.auth)).text()
+    rows = {r["short_code"]: r for r in csv.DictReader(io.StringIO(exported))}
+    assert {c: (r["created_at"], r["total_clicks"], r["imported_clicks"]) for c, r in rows.items()} == {
+        "shl-one": ("2024-01-05T09:30:00+00:00", "16", "12"),
+        "shl-two": ("2024-01-06T09:30:00+00:00", "3", "3"),
+    }
+    for link in links.values():  # free the codes, then import the export back
+        assert (await api.client.delete(f"/api/v1/links/{link['id']}", headers=api.auth)).status == 204
+    report = await _post_csv(api, exported)
+    assert (report["format"], report["imported"], report["failed"]) == ("plain", 2, 0)
+    after = {
+        code: (link["created_at"], link["total_clicks"]) for code, link in (await _links_by_code(api)).items()
+    }
+    assert after == before
+
+
+async def test_backdated_imports_count_against_the_monthly_link_quota(api) -> None:
+    text = "url,short_code,created_at,clicks\n" + "".join(
+        f"https://old.example/{i},old-{i},2019-06-01 12:00:00,{i}\n" for i in range(50)
+    )
+    assert (await _post_csv(api, text))["imported"] == 50  # the free plan's 50 links per month
+    assert all(link["created_at"].startswith("2019-06-01") for link in (await _links_by_code(api)).values())
+    resp = await api.client.post("/api/v1/links", json={"url": "https://new.example"}, headers=api.auth)
+    assert resp.status == 402 and (await resp.json())["error"]["field"] == "links_per_month"
+
+
+async def test_analytics_report_tracked_clicks_and_start_at_the_import(
+    make_settings, database_url, broker, redis_client
+) -> None:
+    """Analytics have no per-click history for imported counts: they report tracked clicks, with
+    imported_clicks beside them, and their default window starts at the import, not at a source
+    date older than the longest window allowed."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    # No worker on that port: ClickHouse is unavailable and the link report falls back to PostgreSQL.
+    settings = make_settings(database_url=database_url, kafka_broker=broker.url, worker_port=port)
+    async with serve_api(settings) as harness:
+        text = "url,short_code,created_at,clicks\nhttps://old.example,ancient,2015-01-02T03:04:05Z,900\n"
+        await _post_csv(harness, text)
+        link = (await _links_by_code(harness))["ancient"]
+        await _track(harness, {link["id"]: (2, 1)})
+        resp = await harness.client.get(f"/api/v1/links/{link['id']}/analytics", headers=harness.auth)
+        assert resp.status == 200, await resp.text()
+        body = await resp.json()
+        assert (body["total_clicks"], body["unique_clicks"], body["imported_clicks"]) == (2, 1, 900)
+        assert body["source"] == "postgres"
+        assert body["from"] == link["imported_at"]
