@@ -1,5 +1,6 @@
 """Test harness for the click pipeline: `linkrift worker` as a real subprocess, a click producer
-and ground-truth readers (ClickHouse through the worker's internal endpoint, Redis, PostgreSQL).
+and ground-truth readers (ClickHouse through the worker's internal endpoint, Redis, PostgreSQL);
+`settled` waits until all of them hold the expected counts (Redis is written first in a batch).
 
 Import the fixtures into a test module with `from tests.pipeline_fixtures import *  # noqa: F403`
 or by name (`worker`, `pipeline`).
@@ -11,7 +12,7 @@ import asyncio
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -159,6 +160,93 @@ async def wait_until(predicate: Callable[[], Awaitable[Any]], within: float, int
             return last
         await asyncio.sleep(interval)
     return last
+
+
+async def store_counts(p: Pipeline, link_ids: Iterable[str]) -> dict[str, dict[str, tuple[int, int]]]:
+    """Per link, what each store holds: Redis (total, unique), ClickHouse (rows, distinct event
+    ids), PostgreSQL `links` (total_clicks, unique_clicks) and `clicks` (rows, distinct event ids).
+    A link without a `links` row (a bio button's clicks) reads (0, 0) there."""
+    ids = list(link_ids)
+    counters = await p.pg(
+        "SELECT id::text, total_clicks, unique_clicks FROM links WHERE id = ANY($1::uuid[])", ids
+    )
+    rows = await p.pg(
+        """SELECT link_id::text, count(*) AS n, count(DISTINCT event_id) AS e FROM clicks
+           WHERE link_id = ANY($1::uuid[]) GROUP BY link_id""",
+        ids,
+    )
+    pg_links = {r["id"]: (r["total_clicks"], r["unique_clicks"]) for r in counters}
+    pg_clicks = {r["link_id"]: (r["n"], r["e"]) for r in rows}
+    out: dict[str, dict[str, tuple[int, int]]] = {}
+    for link_id in ids:
+        ch = await p.ch_count(link_id)
+        out[link_id] = {
+            "redis": await p.redis_counts(link_id),
+            "clickhouse": (ch["rows"], ch["distinct_events"]),
+            "pg_links": pg_links.get(link_id, (0, 0)),
+            "pg_clicks": pg_clicks.get(link_id, (0, 0)),
+        }
+    return out
+
+
+async def source_counts(p: Pipeline) -> dict[str, int]:
+    """qr_codes.scan_count and bio_page_links.click_count by id."""
+    rows = await p.pg(
+        """SELECT id::text, scan_count AS n FROM qr_codes
+           UNION ALL SELECT id::text, click_count FROM bio_page_links"""
+    )
+    return {r["id"]: r["n"] for r in rows}
+
+
+async def settled(
+    p: Pipeline,
+    links: Mapping[str, tuple[int, int | None]],
+    *,
+    workspaces: Mapping[str, int] | None = None,
+    sources: Mapping[str, int] | None = None,
+    within: float = 60.0,
+) -> None:
+    """Wait until every store holds exactly the expected counts; raise AssertionError naming what
+    each store holds if they do not within `within` seconds.
+
+    `links` maps a link id to its (total, unique) clicks; unique None is not checked, and the
+    PostgreSQL `links` row is checked only for ids that have one. Redis is written first in each
+    batch, ClickHouse and PostgreSQL after it, so a test that saw the Redis counters must still
+    wait for the others. `workspaces`: Redis live totals; `sources`: QR scan / bio click counts."""
+    with_row = await p.pg("SELECT id::text FROM links WHERE id = ANY($1::uuid[])", list(links))
+    has_row = {r["id"] for r in with_row}
+    target: dict[str, Any] = {}
+    for link_id, (total, unique) in links.items():
+        target[link_id] = {
+            "redis": (total, unique),
+            "clickhouse": (total, total),
+            "pg_clicks": (total, total),
+        }
+        if link_id in has_row:
+            target[link_id]["pg_links"] = (total, unique)
+    if workspaces is not None:
+        target["workspaces"] = dict(workspaces)
+    if sources is not None:
+        target["sources"] = dict(sources)
+    last: dict[str, Any] = {}
+
+    async def agree() -> bool:
+        nonlocal last
+        last = {}
+        for link_id, stores in (await store_counts(p, links)).items():
+            want = target[link_id]  # unique counts not asked for are not compared
+            last[link_id] = {s: (stores[s][0], None if want[s][1] is None else stores[s][1]) for s in want}
+        if workspaces is not None:
+            last["workspaces"] = {ws: await p.redis_workspace_total(ws) for ws in workspaces}
+        if sources is not None:
+            last["sources"] = {k: v for k, v in (await source_counts(p)).items() if k in sources}
+        return last == target
+
+    if not await wait_until(agree, within=within):
+        mismatched = {k: (last.get(k), target[k]) for k in target if last.get(k) != target[k]}
+        raise AssertionError(
+            f"stores did not agree within {within:g}s; (held, expected): {mismatched}\n{p.worker.log_tail(20)}"
+        )
 
 
 def worker_env(

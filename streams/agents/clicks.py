@@ -1,5 +1,5 @@
 """The click agent: raw click → drop re-sent copies → enrich → exact per-link counters (and per
-QR code / bio button) → ClickHouse and PostgreSQL → live mirror in Redis → max-clicks enforcement.
+QR code / bio button) → max-clicks enforcement → live mirror in Redis → ClickHouse and PostgreSQL.
 
 Batches come from `take_events`; Faust acks (and so commits) a batch only after this body
 returns, and the body first waits for the table changelog writes to be acknowledged, so a
@@ -219,15 +219,10 @@ def register(app: faust.App, res: WorkerResources) -> dict[str, Any]:
         _current_event.set(None)
         # Faust does not tie changelog writes to the source offset it commits: wait for them.
         await app.producer.flush()
-        if rows:
-            started = time.perf_counter()
-            written = await res.ch_sink.write(rows)
-            SINK_LATENCY.observe(time.perf_counter() - started)
-            SINK_BATCH.observe(written)
-            await res.pg_sink.write([click for _, _, click in rows])
-        await res.pg_sink.write_counters(touched)
-        # Absolute values for every link and workspace share the batch touched, replays included,
-        # so a crash between the table writes and this mirror is repaired by the replay.
+        # The live mirror comes first, so the live path does not wait for the sinks. It needs
+        # nothing from them: its counters are absolute values of the tables just made durable, for
+        # every link and workspace share the batch touched, replays included (a replay rewrites
+        # the same numbers), and the live stream carries only newly counted clicks.
         await res.mirror.write(
             touched,
             {k: v["count"] for k, v in ws_state.items()},
@@ -236,6 +231,17 @@ def register(app: faust.App, res: WorkerResources) -> dict[str, Any]:
         now = time.time()
         for click in fresh:
             FRESHNESS.observe(max(0.0, now - click.ts))
+        # The sinks recognise replays by their own contents (ClickHouse: offsets up to its stored
+        # maximum per partition; PostgreSQL: ON CONFLICT, GREATEST counters), never by Redis, and
+        # `rows` holds replayed clicks too: a crash after the mirror still gets every row into
+        # both when the batch is replayed.
+        if rows:
+            started = time.perf_counter()
+            written = await res.ch_sink.write(rows)
+            SINK_LATENCY.observe(time.perf_counter() - started)
+            SINK_BATCH.observe(written)
+            await res.pg_sink.write([click for _, _, click in rows])
+        await res.pg_sink.write_counters(touched)
         CLICKS_PROCESSED.inc(len(rows))
         AGENT_EVENTS.labels("clicks").inc(len(events))
         DEDUP_SIZE.set(dedup.size)

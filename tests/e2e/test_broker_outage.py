@@ -37,6 +37,7 @@ from tests.pipeline_fixtures import (
     WorkerProcess,
     make_links,
     raw_click,
+    settled,
     wait_until,
     worker_env,
 )
@@ -132,6 +133,8 @@ async def test_clicks_during_a_broker_outage_are_counted_exactly_once(
             return await counted() >= len(clicks)
 
         assert await wait_until(done, within=120), (await counted(), worker.log_tail())
+        # Redis is written before ClickHouse and PostgreSQL in each batch: wait for all of them.
+        await settled(p, {x["id"]: (total[x["id"]], len(visitors[x["id"]])) for x in links})
         await asyncio.sleep(2)  # a double count would show now
         assert emitter.depth() == 0
         for link in links:

@@ -18,6 +18,7 @@ from tests.pipeline_fixtures import (
     make_links,
     pipeline,  # noqa: F401 - fixture
     raw_click,
+    settled,
     wait_until,
 )
 
@@ -92,6 +93,9 @@ async def test_three_sigkills_during_20k_clicks_leave_exact_counts(pipeline: Pip
 
     assert await wait_until(done, within=90), (await _total(p, links), p.worker.log_tail())
     drained = time.monotonic() - started
+    # Redis is written before ClickHouse and PostgreSQL in each batch: wait for all of them.
+    expected = {x["id"]: (total[x["id"]], len(visitors[x["id"]])) for x in links}
+    await settled(p, expected, workspaces=per_ws)
     await asyncio.sleep(2)  # nothing more may arrive: over-counting would show now
     print(
         f"\n{len(stream)} clicks ({len(resent)} re-sent) produced in {produced:.1f}s, counted after {drained:.1f}s "
@@ -155,6 +159,7 @@ async def test_group_offset_ahead_of_the_tables_is_caught_up_from_the_topic(pipe
         return await _total(p, links) >= len(clicks)
 
     assert await wait_until(done, within=60), (await _total(p, links), p.worker.log_tail())
+    await settled(p, {x["id"]: (total[x["id"]], len(visitors[x["id"]])) for x in links})
     await asyncio.sleep(1)
     for link in links:
         assert await p.redis_counts(link["id"]) == (total[link["id"]], len(visitors[link["id"]]))

@@ -19,6 +19,7 @@ from tests.pipeline_fixtures import (
     make_links,
     pipeline,  # noqa: F401 - fixture
     raw_click,
+    settled,
     wait_until,
 )
 
@@ -83,6 +84,9 @@ async def test_two_thousand_mixed_clicks_agree_exactly_everywhere(pipeline: Pipe
     assert await wait_until(redis_done, within=60), [await pipeline.redis_counts(x["id"]) for x in links]
     elapsed = time.monotonic() - started
     print(f"\n2000 clicks counted in Redis after {elapsed:.2f}s ({2000 / elapsed:.0f} clicks/s)")
+    # Redis is written before ClickHouse and PostgreSQL in each batch: wait for all of them.
+    expected = {x["id"]: (truth["total"][x["id"]], truth["unique"][x["id"]]) for x in links}
+    await settled(pipeline, expected, workspaces=truth["workspaces"])
 
     for ws, n in truth["workspaces"].items():
         assert await pipeline.redis_workspace_total(ws) == n
@@ -90,15 +94,10 @@ async def test_two_thousand_mixed_clicks_agree_exactly_everywhere(pipeline: Pipe
         counts = await pipeline.ch_count(link["id"])
         assert counts == {"rows": truth["total"][link["id"]], "distinct_events": truth["total"][link["id"]]}
 
-    async def pg_done() -> bool:
-        rows = await pipeline.pg("SELECT id::text, total_clicks, unique_clicks FROM links")
-        return {r["id"]: (r["total_clicks"], r["unique_clicks"]) for r in rows} == {
-            link["id"]: (truth["total"][link["id"]], truth["unique"][link["id"]]) for link in links
-        }
-
-    assert await wait_until(pg_done, within=15), await pipeline.pg(
-        "SELECT id, total_clicks, unique_clicks FROM links"
-    )
+    counters = await pipeline.pg("SELECT id::text, total_clicks, unique_clicks FROM links")
+    assert {r["id"]: (r["total_clicks"], r["unique_clicks"]) for r in counters} == {
+        link["id"]: (truth["total"][link["id"]], truth["unique"][link["id"]]) for link in links
+    }
     rows = await pipeline.pg(
         """SELECT link_id::text, count(*) AS n, count(DISTINCT event_id) AS events,
                   count(DISTINCT visitor_id) AS visitors,
@@ -147,6 +146,7 @@ async def test_poison_records_are_skipped_and_the_rest_counted(pipeline: Pipelin
         ]
 
     assert await wait_until(counted, within=60), pipeline.worker.log_tail()
+    await settled(pipeline, {x["id"]: (truth["total"][x["id"]], truth["unique"][x["id"]]) for x in links})
     for link in links:
         n = truth["total"][link["id"]]
         assert await pipeline.ch_count(link["id"]) == {"rows": n, "distinct_events": n}

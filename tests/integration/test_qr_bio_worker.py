@@ -34,6 +34,8 @@ from tests.pipeline_fixtures import (
     make_links,
     pipeline,  # noqa: F401 - fixture
     raw_click,
+    settled,
+    source_counts,
     wait_until,
 )
 
@@ -90,14 +92,6 @@ async def _processed(p: Pipeline, clicks: Iterable[RawClick]) -> None:
         return rows[0]["n"] == len(ids)
 
     assert await wait_until(stored, within=60), p.worker.log_tail()
-
-
-async def _counts(p: Pipeline) -> dict[str, int]:
-    rows = await p.pg(
-        """SELECT id::text, scan_count AS n FROM qr_codes
-           UNION ALL SELECT id::text, click_count FROM bio_page_links"""
-    )
-    return {r["id"]: r["n"] for r in rows}
 
 
 class _WorkerProtocol(RoundRobinPartitionAssignor):
@@ -172,11 +166,13 @@ async def test_scan_and_bio_click_counts_are_exact_under_resends_and_replay(pipe
     await _processed(p, [replace(bio(b, ws, "s"), kind="redirect", bio_link_id="") for b in (b1, b2, b3)])
 
     async def exact() -> bool:
-        return await _counts(p) == expected
+        return await source_counts(p) == expected
 
-    assert await wait_until(exact, within=20), await _counts(p)
+    totals = {link1["id"]: 7 + 3 + 4 + 1 + 1 + 1, link2["id"]: 2 + 2 + 1}
+    await settled(p, {link_id: (n, None) for link_id, n in totals.items()}, sources=expected)
+    assert await source_counts(p) == expected
     links = {r["id"]: r["total_clicks"] for r in await p.pg("SELECT id::text, total_clicks FROM links")}
-    assert links == {link1["id"]: 7 + 3 + 4 + 1 + 1 + 1, link2["id"]: 2 + 2 + 1}
+    assert links == totals
 
     # A full replay: the tables keep their counts, and the replayed batches rewrite the absolute
     # values into PostgreSQL (zeroed here while the worker is down) without counting anything twice.
@@ -187,7 +183,7 @@ async def test_scan_and_bio_click_counts_are_exact_under_resends_and_replay(pipe
     await p.worker.start()
     await _processed(p, [scan(link1, qr_a, "after"), bio(b2, ws, "after")])
     expected |= {qr_a: 8, b2: 3}
-    assert await wait_until(exact, within=20), await _counts(p)
+    assert await wait_until(exact, within=20), await source_counts(p)
     async with aiohttp.ClientSession() as http, http.get(f"{p.worker.url}/metrics") as resp:
         metrics = await resp.text()
     replayed = re.search(r"^linkrift_clicks_replayed_skipped_total (\S+)$", metrics, re.M)
@@ -265,6 +261,8 @@ async def test_qr_scanned_and_bio_clicked_webhooks_through_the_worker(
             )
 
         assert await wait_until(delivered, within=60), (receiver.received, p.worker.log_tail())
+        # The webhooks read the live feed, which the worker writes before PostgreSQL.
+        await settled(p, {link["id"]: (3, None)}, sources={qr["id"]: 2, button["id"]: 1})
         async with api.client.get(f"/api/v1/links/{link['id']}/qr-codes/{qr['id']}", headers=api.auth) as r:
             assert (await r.json())["scan_count"] == 2  # counted by the worker
 

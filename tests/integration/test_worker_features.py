@@ -18,19 +18,11 @@ from tests.pipeline_fixtures import (
     make_links,
     pipeline,  # noqa: F401 - fixture
     raw_click,
+    settled,
     wait_until,
 )
 
 pytestmark = pytest.mark.integration
-
-
-async def _settled(p: Pipeline, link_id: str, total: int, unique: int) -> bool:
-    async def done() -> bool:
-        return (
-            await p.redis_counts(link_id) == (total, unique) and (await p.ch_count(link_id))["rows"] == total
-        )
-
-    return bool(await wait_until(done, within=40))
 
 
 async def test_resent_clicks_are_dropped_across_restart_and_ab_split_published(pipeline: Pipeline) -> None:  # noqa: F811
@@ -41,14 +33,14 @@ async def test_resent_clicks_are_dropped_across_restart_and_ab_split_published(p
         for i in range(30)
     ]
     await p.send(originals)
-    assert await _settled(p, link["id"], 30, 7), await p.redis_counts(link["id"])
+    await settled(p, {link["id"]: (30, 7)})
     assert {
         k.decode(): int(v) for k, v in (await p.redis.hgetall(p.keys.ab_observed(link["id"]))).items()
     } == {"r1:a": 20, "r1:b": 10}
 
     await p.send(originals[:10])  # the api re-sends after an ambiguous produce failure
     await p.send([raw_click(link, visitor="new1", ua=HUMAN_UA)])
-    assert await _settled(p, link["id"], 31, 8), await p.redis_counts(link["id"])
+    await settled(p, {link["id"]: (31, 8)})
 
     await p.pg(
         "CREATE TABLE clicks_2001_01 PARTITION OF clicks FOR VALUES FROM ('2001-01-01') TO ('2001-02-01')"
@@ -62,7 +54,7 @@ async def test_resent_clicks_are_dropped_across_restart_and_ab_split_published(p
     assert await wait_until(old_partition_dropped, within=20)
     await p.send(originals[10:20])
     await p.send([raw_click(link, visitor="new2", ua=GOOGLEBOT_UA)])
-    assert await _settled(p, link["id"], 32, 9), await p.redis_counts(link["id"])
+    await settled(p, {link["id"]: (32, 9)})
     assert await p.ch_count(link["id"]) == {"rows": 32, "distinct_events": 32}
     rows = await p.pg("SELECT count(*) AS n, count(DISTINCT event_id) AS e FROM clicks")
     assert (rows[0]["n"], rows[0]["e"]) == (32, 32)
@@ -90,12 +82,12 @@ async def test_exhausted_and_expired_events_once_(pipeline: Pipeline) -> None:  
     (past,) = await make_links(p.database_url, 1, 1, expires_at=datetime.now(UTC) - timedelta(days=1))
 
     await p.send([raw_click(capped, visitor=f"v{i}", ua=HUMAN_UA) for i in range(4)])
-    assert await _settled(p, capped["id"], 4, 4)
+    await settled(p, {capped["id"]: (4, 4)})
     assert await p.pg("SELECT 1 FROM outbox WHERE payload->>'event' = 'exhausted'") == []
     # The 5th click reaches max_clicks; more (e.g. replays, in-flight clicks) emit nothing new.
     await p.send([raw_click(capped, visitor=f"w{i}", ua=HUMAN_UA) for i in range(3)])
     await p.send([raw_click(other, visitor=f"w{i}", ua=HUMAN_UA) for i in range(5)])
-    assert await _settled(p, other["id"], 5, 5)
+    await settled(p, {other["id"]: (5, 5)})
 
     async def events() -> list[tuple[str, str]]:
         rows = await p.pg(
