@@ -29,7 +29,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner, murmur2
 
-from api.metrics import CLICKS_PRODUCED, CLICKS_REPLAYED, CLICKS_SPOOLED
+from api.metrics import CLICKS_PRODUCED, CLICKS_REPLAYED, CLICKS_SPOOLED, SPOOL_DEPTH
 from engine.clicks.models import RawClick
 
 log = logging.getLogger(__name__)
@@ -210,6 +210,7 @@ class ClickEmitter:
         while True:
             await asyncio.sleep(FSYNC_INTERVAL)
             await asyncio.to_thread(self.journal.sync)
+            SPOOL_DEPTH.set(self.depth())  # on the loop: the journal's bookkeeping is not thread-safe
 
     async def _connect(self) -> AIOKafkaProducer:
         while True:

@@ -93,6 +93,11 @@ class RedisKeys:
         """Pub/sub channel carrying every enriched click (fire and forget; SSE reads click_feed)."""
         return self._k("clicks:live")
 
+    @property
+    def feed_offsets(self) -> str:
+        """Hash source partition -> last clicks.raw offset published to the live stream and feeds."""
+        return self._k("clicks:feed_offsets")
+
     def click_feed(self, workspace_id: str) -> str:
         """Capped Redis Stream of one workspace's enriched clicks: the SSE feed and its replay buffer."""
         return self._k(f"clicks:feed:{workspace_id}")

@@ -222,11 +222,13 @@ def register(app: faust.App, res: WorkerResources) -> dict[str, Any]:
         # The live mirror comes first, so the live path does not wait for the sinks. It needs
         # nothing from them: its counters are absolute values of the tables just made durable, for
         # every link and workspace share the batch touched, replays included (a replay rewrites
-        # the same numbers), and the live stream carries only newly counted clicks.
+        # the same numbers), and the live stream and feeds get every click once: the mirror
+        # publishes the rows past its own per-partition offset, so a replay after a crash before
+        # this point publishes what the crash kept from them, and nothing twice.
         await res.mirror.write(
             touched,
             {k: v["count"] for k, v in ws_state.items()},
-            fresh,
+            rows,
         )
         now = time.time()
         for click in fresh:

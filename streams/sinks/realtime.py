@@ -4,11 +4,16 @@ Counters are written as absolute values taken from the worker's tables (SET, not
 replayed batch rewrites the same numbers instead of counting twice. The workspace total is a hash
 with one field per source partition (each partition owns its share), summed by readers; the spec's
 single `count` value could not be kept exact under replays with more than one worker.
+
+The live stream and the per-workspace feeds (which the SSE endpoint and the click webhooks read)
+get each click exactly once: the mirror remembers, per source partition, the last offset it
+published (`clicks:feed_offsets`), updated in the same MULTI/EXEC as the entries. A replayed batch
+publishes exactly the clicks a crash kept from the feed, and nothing twice.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Sequence
 from dataclasses import fields
 
 import orjson
@@ -28,9 +33,16 @@ class RealtimeMirror:
         self,
         link_stats: dict[str, LinkStats],
         workspace_parts: dict[tuple[str, int], int],
-        clicks: Iterable[EnrichedClick],
-    ) -> None:
-        pipe = self.redis.pipeline(transaction=False)
+        rows: Sequence[tuple[int, int, EnrichedClick]],
+    ) -> int:
+        """Counters for the batch, and its (partition, offset, click) rows not yet published;
+        returns how many clicks were published."""
+        partitions = sorted({partition for partition, _, _ in rows})
+        published: dict[int, int] = {}
+        if partitions:
+            stored = await self.redis.hmget(self.keys.feed_offsets, [str(p) for p in partitions])
+            published = {p: -1 if v is None else int(v) for p, v in zip(partitions, stored, strict=True)}
+        pipe = self.redis.pipeline(transaction=True)
         for link_id, stats in link_stats.items():
             pipe.set(self.keys.realtime_link(link_id), stats.total, ex=REALTIME_TTL_SECONDS)
             pipe.set(self.keys.realtime_unique(link_id), stats.unique, ex=REALTIME_TTL_SECONDS)
@@ -42,7 +54,13 @@ class RealtimeMirror:
             pipe.hset(key, str(partition), count)
             pipe.expire(key, REALTIME_TTL_SECONDS)
         feeds: set[str] = set()
-        for click in clicks:
+        newest: dict[int, int] = {}
+        count = 0
+        for partition, offset, click in rows:
+            if offset <= published[partition] or offset <= newest.get(partition, -1):
+                continue
+            newest[partition] = offset
+            count += 1
             public = orjson.dumps(_public(click))
             pipe.publish(self.keys.click_stream, public)
             # The capped per-workspace stream is what the api's SSE endpoint reads: XREAD BLOCK for
@@ -56,7 +74,10 @@ class RealtimeMirror:
             feeds.add(self.keys.click_feed(click.workspace_id))
         for feed in feeds:  # an idle workspace's buffer does not stay in memory forever
             pipe.expire(feed, REALTIME_TTL_SECONDS)
+        if newest:
+            pipe.hset(self.keys.feed_offsets, mapping={str(p): o for p, o in newest.items()})
         await pipe.execute()
+        return count
 
 
 _PUBLIC_FIELDS = tuple(f.name for f in fields(EnrichedClick) if f.name not in {"ip", "user_agent"})

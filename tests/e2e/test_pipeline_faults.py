@@ -11,6 +11,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from engine.clicks.models import RawClick
+from engine.naming import CLICK_STREAM_MAXLEN
 from tests.pipeline_fixtures import (
     GOOGLEBOT_UA,
     HUMAN_UA,
@@ -40,7 +41,8 @@ async def _total(p: Pipeline, links: list[dict[str, str]]) -> int:
 
 async def test_three_sigkills_during_20k_clicks_leave_exact_counts(pipeline: Pipeline) -> None:  # noqa: F811
     p = pipeline
-    links = await make_links(p.database_url, workspaces=2, links_per_workspace=4)
+    # Four workspaces keep each live feed (capped at CLICK_STREAM_MAXLEN) holding all its clicks.
+    links = await make_links(p.database_url, workspaces=4, links_per_workspace=2)
     rng = random.Random(11)
     clicks: list[RawClick] = []
     for i in range(CLICKS):
@@ -108,6 +110,11 @@ async def test_three_sigkills_during_20k_clicks_leave_exact_counts(pipeline: Pip
         assert await p.ch_count(link["id"]) == {"rows": n, "distinct_events": n}
     for ws, n in per_ws.items():
         assert await p.redis_workspace_total(ws) == n
+        # The live feed (SSE, click webhooks) got every click exactly once through the kills.
+        assert n < CLICK_STREAM_MAXLEN
+        feed = await p.redis.xrange(p.keys.click_feed(ws))
+        ids = [fields[b"event_id"].decode() for _, fields in feed]
+        assert len(ids) == n and set(ids) == {c.event_id for c in clicks if c.workspace_id == ws}
     rows = await p.pg("SELECT count(*) AS n, count(DISTINCT event_id) AS e FROM clicks")
     assert (rows[0]["n"], rows[0]["e"]) == (CLICKS, CLICKS)
     counters = await p.pg("SELECT id::text, total_clicks, unique_clicks FROM links")

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer
+from prometheus_client import REGISTRY
 
 from api.clicks import ClickEmitter, open_journal
 from cli.procs import free_port
@@ -62,6 +63,7 @@ async def test_broker_down_then_up_replays_every_click(tmp_path: Path, broker, n
     await asyncio.sleep(1.5)
     assert down.degraded
     assert down.depth() == 50
+    assert REGISTRY.get_sample_value("linkrift_click_spool_depth") == 50  # the /metrics gauge
     await down.stop(within=0.5)
 
     up = ClickEmitter(broker.bootstrap, topic, open_journal(tmp_path))

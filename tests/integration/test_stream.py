@@ -62,6 +62,29 @@ async def _next_event(resp: Any, within: float = 1.0) -> dict[str, str]:
             event[name] = value
 
 
+def _rows(clicks: list[Any], first_offset: int, partition: int = 0) -> list[tuple[int, int, Any]]:
+    return [(partition, first_offset + i, c) for i, c in enumerate(clicks)]
+
+
+async def test_feed_gets_each_click_once_across_replays(stream_api: ApiHarness, redis_client: Any) -> None:
+    """A batch replayed after a crash (same partitions and offsets, some already published)
+    publishes exactly the clicks the feed lacks."""
+    api = stream_api
+    link = await _new_link(api, api.auth)
+    keys = RedisKeys(api.settings.namespace)
+    mirror = RealtimeMirror(redis_client, keys)
+    clicks = [_click(api.workspace_id, link) for _ in range(8)]
+    assert await mirror.write({}, {}, _rows(clicks[:5], 100)) == 5
+    # Replay of offsets 100..107 (a crash after the first five were published).
+    assert await mirror.write({}, {}, _rows(clicks, 100)) == 3
+    assert await mirror.write({}, {}, _rows(clicks, 100)) == 0
+    # Another partition has its own position.
+    other = [_click(api.workspace_id, link) for _ in range(2)]
+    assert await mirror.write({}, {}, _rows(other, 100, partition=1)) == 2
+    entries = await redis_client.xrange(keys.click_feed(api.workspace_id))
+    assert [e[1][b"event_id"].decode() for e in entries] == [c.event_id for c in clicks + other]
+
+
 async def test_stream_is_per_workspace_and_resumes(stream_api: ApiHarness, redis_client: Any) -> None:
     api = stream_api
     a1, a2 = await _new_link(api, api.auth), await _new_link(api, api.auth)
@@ -72,7 +95,7 @@ async def test_stream_is_per_workspace_and_resumes(stream_api: ApiHarness, redis
     resp = await api.client.get(STREAM, headers=api.auth)
     assert resp.status == 200 and resp.content_type == "text/event-stream"
     theirs, mine = _click(other["workspace_id"], str(uuid.uuid4())), _click(api.workspace_id, a1)
-    await mirror.write({}, {}, [theirs, mine])
+    await mirror.write({}, {}, _rows([theirs, mine], 0))
     event = await _next_event(resp)
     assert event["id"] == mine.event_id and event["event"] == "click"
     data = orjson.loads(event["data"])
@@ -84,7 +107,7 @@ async def test_stream_is_per_workspace_and_resumes(stream_api: ApiHarness, redis
 
     # Clicks while disconnected come back on reconnect with Last-Event-ID, in order.
     missed = [_click(api.workspace_id, a1), _click(api.workspace_id, a2)]
-    await mirror.write({}, {}, missed)
+    await mirror.write({}, {}, _rows(missed, 2))
     resp = await api.client.get(STREAM, headers={**api.auth, "Last-Event-ID": mine.event_id})
     assert [(await _next_event(resp))["id"] for _ in missed] == [c.event_id for c in missed]
     resp.close()
@@ -95,7 +118,7 @@ async def test_stream_is_per_workspace_and_resumes(stream_api: ApiHarness, redis
     )
     assert (await _next_event(resp))["id"] == missed[0].event_id
     live = [_click(api.workspace_id, a2), _click(api.workspace_id, a1)]
-    await mirror.write({}, {}, live)
+    await mirror.write({}, {}, _rows(live, 4))
     assert (await _next_event(resp))["id"] == live[1].event_id
     resp.close()
 
