@@ -119,7 +119,12 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
 
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(
-        middlewares=[error_middleware, ratelimit_middleware, redirect.not_found_middleware],
+        middlewares=[
+            error_middleware,
+            ratelimit_middleware,
+            bio.bio_host_middleware,
+            redirect.not_found_middleware,
+        ],
         client_max_size=2 * 1024 * 1024,
     )
     app[SETTINGS] = settings

@@ -304,6 +304,10 @@ async def delete_theme(request: web.Request) -> web.Response:
 # Public pages ----------------------------------------------------------------------------------
 
 
+BIO_HOST_PREFIX = "bio."
+_NOT_BIO_PATHS = ("/api/", "/healthz", "/metrics", "/webhooks/", "/qr/", "/openapi.json", "/docs", "/@")
+
+
 def _host(request: web.Request) -> str:
     host = (request.host or "").lower()
     return host.rsplit(":", 1)[0] if not host.startswith("[") else host
@@ -319,9 +323,20 @@ def _not_found() -> web.Response:
     )
 
 
-async def _host_workspace(request: web.Request, conn: asyncpg.Connection) -> tuple[str | None, str]:
-    """(workspace restriction, public base URL) for the Host the page was requested on."""
-    host = _host(request)
+def bio_host_domain(host: str) -> str | None:
+    """`example.com` for a request to `bio.example.com` (any port): the host form of bio pages."""
+    host = host.lower()
+    host = host.rsplit(":", 1)[0] if not host.startswith("[") else host
+    domain = host.removeprefix(BIO_HOST_PREFIX)
+    return domain if domain != host and ("." in domain or domain == "localhost") else None
+
+
+async def _host_workspace(
+    request: web.Request, conn: asyncpg.Connection, host: str | None = None
+) -> tuple[str | None, str]:
+    """(workspace restriction, public base URL) for the Host the page was requested on (or for
+    `host`, the domain a `bio.` host names)."""
+    host = _host(request) if host is None else host
     workspace_id = await workspace_for_host(conn, host) if host else None
     if workspace_id is None:
         return None, request.app[SETTINGS].public_base_url.rstrip("/")
@@ -330,17 +345,49 @@ async def _host_workspace(request: web.Request, conn: asyncpg.Connection) -> tup
 
 @public_routes.get("/@{slug}")
 async def public_page(request: web.Request) -> web.Response:
-    slug = request.match_info["slug"].lower()
+    return await _serve_page(request, request.match_info["slug"].lower(), bio_domain=None)
+
+
+@public_routes.get("/@{slug}/l/{link_id}")
+async def public_click(request: web.Request) -> web.Response:
+    return await _serve_click(
+        request, request.match_info["slug"].lower(), request.match_info["link_id"], bio_domain=None
+    )
+
+
+@web.middleware
+async def bio_host_middleware(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+    """`bio.{domain}/{slug}` (and its buttons at `/{slug}/l/{id}`) serve the same pages as
+    `{domain}/@{slug}`; the api, health and metrics paths stay what they are on any host."""
+    host = request.host
+    if not host or host[:4].lower() != BIO_HOST_PREFIX:  # every redirect passes here: keep it cheap
+        return await handler(request)
+    domain = bio_host_domain(host)
+    if domain is None or request.method not in ("GET", "HEAD") or request.path.startswith(_NOT_BIO_PATHS):
+        return await handler(request)
+    parts = [part for part in request.path.split("/") if part]
+    if len(parts) == 1:
+        return await _serve_page(request, parts[0].lower(), bio_domain=domain)
+    if len(parts) == 3 and parts[1] == "l":
+        return await _serve_click(request, parts[0].lower(), parts[2], bio_domain=domain)
+    return await handler(request) if not parts else _not_found()
+
+
+async def _serve_page(request: web.Request, slug: str, *, bio_domain: str | None) -> web.Response:
     now = datetime.now(UTC)
     async with request.app[PG].acquire() as conn:
-        workspace_id, base = await _host_workspace(request, conn)
+        workspace_id, base = await _host_workspace(request, conn, bio_domain)
         page = await repository.published_page(conn, slug, workspace_id)
         links = await repository.visible_links(conn, str(page["id"]), now) if page else []
     if page is None:
         return _not_found()
-    buttons = [PageButton(title=r["title"], href=f"/@{slug}/l/{r['id']}", icon=r["icon"]) for r in links]
+    if bio_domain is None:
+        page_path, canonical = f"/@{slug}", f"{base}/@{slug}"
+    else:
+        page_path, canonical = f"/{slug}", f"{request.scheme}://{_host(request)}/{slug}"
+    buttons = [PageButton(title=r["title"], href=f"{page_path}/l/{r['id']}", icon=r["icon"]) for r in links]
     html = render_bio_page(
-        page, buttons, canonical_url=f"{base}/@{slug}", colors=page["theme_colors"], font=page["theme_font"]
+        page, buttons, canonical_url=canonical, colors=page["theme_colors"], font=page["theme_font"]
     )
     headers = {
         "Cache-Control": PAGE_CACHE,
@@ -350,16 +397,16 @@ async def public_page(request: web.Request) -> web.Response:
     return web.Response(text=html, content_type="text/html", charset="utf-8", headers=headers)
 
 
-@public_routes.get("/@{slug}/l/{link_id}")
-async def public_click(request: web.Request) -> web.Response:
-    slug = request.match_info["slug"].lower()
+async def _serve_click(
+    request: web.Request, slug: str, raw_link_id: str, *, bio_domain: str | None
+) -> web.Response:
     try:
-        link_id = str(UUID(request.match_info["link_id"]))
+        link_id = str(UUID(raw_link_id))
     except ValueError:
         return _not_found()
     now = time.time()
     async with request.app[PG].acquire() as conn:
-        workspace_id, _ = await _host_workspace(request, conn)
+        workspace_id, _ = await _host_workspace(request, conn, bio_domain)
         row = await repository.public_link(conn, slug, link_id, datetime.fromtimestamp(now, UTC))
     if row is None or (workspace_id is not None and str(row["workspace_id"]) != workspace_id):
         return _not_found()

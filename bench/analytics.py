@@ -7,7 +7,9 @@ into the real schema (clickhouse/*.sql, with its materialized view), and into a 
 PostgreSQL database with `INSERT ... SELECT FROM generate_series` (the clicks indexes are dropped
 for the load and rebuilt with their migration definitions, then VACUUM ANALYZE). One busy link
 gets 10% of all clicks over 90 days; the dashboard queries ask for its last 30 days. Each query
-runs `--runs` times per engine; the median is reported.
+runs `--runs` times per engine; the median is reported. Visitor ids are 32 hex characters like
+the real ones (engine/clicks/visitor.py): md5 of the visitor number, identical in both engines.
+ClickHouse counts uniques the way engine/analytics/queries.py does (`unique_visitors_sql`).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from common import bench_database
 from rich.console import Console
 from rich.table import Table
 
+from engine.analytics.queries import unique_visitors_sql
 from engine.config import load_settings
 from engine.db.clickhouse import create_clickhouse_client
 from engine.db.clickhouse_schema import apply_clickhouse_schema
@@ -71,7 +74,7 @@ SELECT
     '{USER_AGENT}' AS user_agent,
     {_array(referers)}[intDiv(number, 13) % {len(referers)} + 1] AS referer,
     {_array(REFERER_HOSTS)}[intDiv(number, 13) % {len(REFERER_HOSTS)} + 1] AS referer_domain,
-    lower(hex((number * 2654435761) % 300000)) AS visitor_id,
+    lower(hex(MD5(toString((number * 2654435761) % 300000)))) AS visitor_id,
     1 AS is_unique, intDiv(number, 10) % 50 = 7 AS is_bot, 0 AS is_preview,
     {_array(COUNTRIES)}[intDiv(number, 10) % {len(COUNTRIES)} + 1] AS country_code,
     {_array(DEVICES)}[intDiv(number, 7) % {len(DEVICES)} + 1] AS device_type,
@@ -95,7 +98,7 @@ SELECT
     ('00000000-0000-4000-8000-' || lpad(link_num::text, 12, '0'))::uuid,
     ('00000000-0000-4000-8000-' || lpad((100000 + link_num % 10)::text, 12, '0'))::uuid,
     to_timestamp({ref} - ((n * 7919) % {SPAN_DAYS * DAY})),
-    to_hex((n * 2654435761) % 300000),
+    md5(((n * 2654435761) % 300000)::text),
     ('203.0.' || ((n / 256) % 256) || '.' || (n % 256))::inet,
     '{USER_AGENT}',
     ({arr(referers)})[(n / 13) % {len(referers)} + 1],
@@ -116,8 +119,8 @@ CH_WHERE = (
     "AND clicked_at >= {start:DateTime64(3)} AND clicked_at < {end:DateTime64(3)}"
 )
 CH_QUERIES = {
-    "totals + uniques": f"SELECT count(), uniqExact(visitor_id) FROM {CH_CLICKS} WHERE {CH_WHERE}",
-    "daily series": f"""SELECT toStartOfDay(clicked_at, 'UTC') AS t, count(), uniqExact(visitor_id)
+    "totals + uniques": f"SELECT count(), {unique_visitors_sql()} FROM {CH_CLICKS} WHERE {CH_WHERE}",
+    "daily series": f"""SELECT toStartOfDay(clicked_at, 'UTC') AS t, count(), {unique_visitors_sql()}
         FROM {CH_CLICKS} WHERE {CH_WHERE} GROUP BY t ORDER BY t""",
     "top countries": f"""SELECT country_code, count() AS c FROM {CH_CLICKS} WHERE {CH_WHERE}
         GROUP BY country_code ORDER BY c DESC LIMIT 10""",
@@ -245,10 +248,11 @@ async def _run(args: argparse.Namespace, work: Path) -> None:
             busy_rows = await conn.fetchval(
                 f"SELECT COUNT(*) FROM clicks WHERE {PG_WHERE}", BUSY_LINK, start, end
             )
+            pg_uniques = results["pg"]["totals + uniques"][1][0][1]
         finally:
             await conn.close()
 
-    ch_total = results["ch"]["totals + uniques"][1][0][0]
+    ch_total, ch_uniques = results["ch"]["totals + uniques"][1][0]
     table = Table(
         title=f"link dashboard, {args.rows:,} clicks; busy link {busy_rows:,} clicks in the last "
         f"{args.window_days} days; median of {args.runs}"
@@ -266,7 +270,7 @@ async def _run(args: argparse.Namespace, work: Path) -> None:
     console.print(table)
     console.print(
         f"load: ClickHouse {ch_load:.1f}s, PostgreSQL {pg_load:.1f}s (insert + indexes + vacuum analyze); "
-        f"row counts agree: {int(ch_total) == busy_rows}"
+        f"row counts agree: {int(ch_total) == busy_rows}; unique visitors agree: {int(ch_uniques) == pg_uniques}"
     )
     slowest = max(v[0] for v in results["ch"].values())
     console.print(

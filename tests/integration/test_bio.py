@@ -245,3 +245,27 @@ async def test_themes_and_tenant_isolation(api) -> None:
     assert resp.status == 409 and (await resp.json())["error"]["field"] == "slug"
     assert (await api.client.delete(f"/api/v1/bio-themes/{theme['id']}", headers=api.auth)).status == 204
     assert (await api.client.get("/@ada")).status == 200  # a deleted theme falls back to defaults
+
+
+async def test_bio_host_form_serves_the_same_page_and_clicks(api) -> None:
+    """`bio.{domain}/{slug}` is the same page as `{domain}/@{slug}`, buttons included."""
+    page = await _page(api)
+    button = await _button(api, page["id"], title="Blog", url="https://blog.example.com/post")
+    host = {"Host": "bio.links.example.com"}
+    resp = await api.client.get("/ada", headers=host)
+    html = await resp.text()
+    assert resp.status == 200 and "<title>Ada &lt;Lovelace&gt;</title>" in html
+    assert f'href="/ada/l/{button["id"]}"' in html
+    assert 'rel="canonical" href="http://bio.links.example.com/ada"' in html
+    resp = await api.client.get(f"/ada/l/{button['id']}", headers=host, allow_redirects=False)
+    assert resp.status == 302 and resp.headers["Location"] == "https://blog.example.com/post"
+    assert (await api.client.get("/nobody", headers=host)).status == 404
+    assert (await api.client.get("/ada/l/not-a-uuid", headers=host, allow_redirects=False)).status == 404
+    assert (await api.client.get("/ada/x/y/z", headers=host)).status == 404
+    # The api and health paths are not bio pages on a bio host.
+    assert (await api.client.get("/healthz", headers=host)).status in (200, 503)
+    resp = await api.client.get("/api/v1/bio-pages", headers={**host, **api.auth})
+    assert resp.status == 200
+    # Without the bio. prefix the same path is a short code (unknown here: the branded 404).
+    resp = await api.client.get("/ada", headers={"Host": "links.example.com"}, allow_redirects=False)
+    assert resp.status == 404 and "<title>Ada" not in await resp.text()

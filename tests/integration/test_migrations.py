@@ -352,9 +352,11 @@ def test_clickhouse_apply_is_idempotent_and_drop_removes(ch: Any) -> None:
         "click_aggregates_daily_view",
     }
     assert expected | {"schema_migrations"} == _tables_ch(ch)
-    # Every EnrichedClick field is a column (ts as clicked_at), plus the materialised date/hour.
+    # Every EnrichedClick field is a column (ts as clicked_at), plus the materialised date/hour
+    # and 16-byte visitor id (000003).
     columns = {r[0] for r in ch.query("DESCRIBE TABLE clicks_analytics").result_rows}
-    assert columns == set(CLICK_COLUMNS) | {"date", "hour", "kafka_partition", "kafka_offset"}
+    materialised = {"date", "hour", "visitor_bits", "visitor_other"}
+    assert columns == set(CLICK_COLUMNS) | materialised | {"kafka_partition", "kafka_offset"}
 
     assert drop_clickhouse_schema(ch) == list(reversed(versions))
     assert _tables_ch(ch) == {"schema_migrations"}
