@@ -13,11 +13,13 @@ it explicitly to the event the key belongs to (a link's clicks all arrive on one
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import weakref
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import faust
 from faust.streams import _current_event
@@ -31,6 +33,7 @@ from streams.resources import WorkerResources
 from streams.source_reader import SourceReader
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 CLICKS_PROCESSED = Counter("linkrift_clicks_processed_total", "Raw clicks processed by the click agent")
 CLICKS_REPLAYED = Counter(
@@ -50,6 +53,8 @@ FRESHNESS = Histogram(
 )
 DEDUP_SIZE = Gauge("linkrift_click_dedup_entries", "Event ids remembered for duplicate detection")
 EXHAUSTED = Counter("linkrift_links_exhausted_total", "exhausted events emitted")
+SINK_RETRIES = Counter("linkrift_sink_retries_total", "Sink writes retried after an error", ["sink"])
+SINK_RETRY_MAX_SECONDS = 5.0
 GAP_RECORDS = Counter(
     "linkrift_click_gap_records_total",
     "Raw clicks read back because the consumer was handed an offset past the last one applied",
@@ -60,6 +65,30 @@ GAP_RECORDS = Counter(
 DEDUP_RETENTION_SECONDS = 24 * 3600
 DEDUP_PRUNE_INTERVAL = 60.0
 LIMITS_TTL_SECONDS = 30.0
+
+
+async def until_written(sink: str, write: Callable[[], Awaitable[T]]) -> T:
+    """`write()`, retried with backoff (0.2 s doubling to 5 s) until it succeeds.
+
+    The batch stays unacknowledged meanwhile, so an unavailable store holds back the partitions
+    of this batch (back-pressure) instead of dropping their rows; every sink is idempotent, so a
+    write that failed halfway is simply written again."""
+    delay = 0.2
+    failures = 0
+    while True:
+        try:
+            return await write()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            failures += 1
+            SINK_RETRIES.labels(sink).inc()
+            log.warning(
+                "sink write failed, retrying sink=%s attempt=%d in=%.1fs error=%r",
+                sink, failures, delay, exc, exc_info=failures == 1,
+            )  # fmt: skip
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, SINK_RETRY_MAX_SECONDS)
 
 
 def well_formed(raw: RawClick) -> bool:
@@ -196,7 +225,7 @@ def register(app: faust.App, res: WorkerResources) -> dict[str, Any]:
                 continue
             dirty.add(raw.link_id)
             fresh.append(click)
-        dirty |= await enforce_limits(touched)
+        dirty |= await until_written("postgres_limits", lambda: enforce_limits(touched))
         # One table write per key for the whole batch, each in the context of an event of its
         # partition; a crash before they are durable simply replays the batch.
         for id_key, (value, event) in new_ids.items():
@@ -225,11 +254,8 @@ def register(app: faust.App, res: WorkerResources) -> dict[str, Any]:
         # the same numbers), and the live stream and feeds get every click once: the mirror
         # publishes the rows past its own per-partition offset, so a replay after a crash before
         # this point publishes what the crash kept from them, and nothing twice.
-        await res.mirror.write(
-            touched,
-            {k: v["count"] for k, v in ws_state.items()},
-            rows,
-        )
+        ws_counts = {k: v["count"] for k, v in ws_state.items()}
+        await until_written("redis", lambda: res.mirror.write(touched, ws_counts, rows))
         now = time.time()
         for click in fresh:
             FRESHNESS.observe(max(0.0, now - click.ts))
@@ -237,13 +263,16 @@ def register(app: faust.App, res: WorkerResources) -> dict[str, Any]:
         # maximum per partition; PostgreSQL: ON CONFLICT, GREATEST counters), never by Redis, and
         # `rows` holds replayed clicks too: a crash after the mirror still gets every row into
         # both when the batch is replayed.
+        # Each store is retried until it has the batch: Faust acks a batch when this body ends,
+        # whether it returned or raised, so giving up here would lose the rows for that store.
         if rows:
             started = time.perf_counter()
-            written = await res.ch_sink.write(rows)
+            written = await until_written("clickhouse", lambda: res.ch_sink.write(rows))
             SINK_LATENCY.observe(time.perf_counter() - started)
             SINK_BATCH.observe(written)
-            await res.pg_sink.write([click for _, _, click in rows])
-        await res.pg_sink.write_counters(touched)
+            clicks = [click for _, _, click in rows]
+            await until_written("postgres", lambda: res.pg_sink.write(clicks))
+        await until_written("postgres_counters", lambda: res.pg_sink.write_counters(touched))
         CLICKS_PROCESSED.inc(len(rows))
         AGENT_EVENTS.labels("clicks").inc(len(events))
         DEDUP_SIZE.set(dedup.size)

@@ -3,6 +3,7 @@ ClickHouse and PostgreSQL, for a mixed stream of humans, bots, previews and repe
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 from collections import Counter, defaultdict
@@ -151,3 +152,35 @@ async def test_poison_records_are_skipped_and_the_rest_counted(pipeline: Pipelin
         n = truth["total"][link["id"]]
         assert await pipeline.ch_count(link["id"]) == {"rows": n, "distinct_events": n}
     assert "dropping malformed click" in pipeline.worker.log_tail(400)
+
+
+async def test_a_failing_postgres_write_holds_the_batch_until_it_succeeds(pipeline: Pipeline) -> None:  # noqa: F811
+    """While PostgreSQL refuses the clicks insert (the table is renamed away), the worker keeps
+    retrying that batch instead of acknowledging it: once the table is back every store is exact."""
+    links = await make_links(pipeline.database_url, workspaces=1, links_per_workspace=2)
+    first = mixed_clicks(links, 100, seed=21)
+    await pipeline.send(first)
+    truth = ground_truth(first)
+    await settled(pipeline, {x["id"]: (truth["total"][x["id"]], truth["unique"][x["id"]]) for x in links})
+
+    await pipeline.pg("ALTER TABLE clicks RENAME TO clicks_away")
+    second = mixed_clicks(links, 300, seed=22)
+    await pipeline.send(second)
+    truth = ground_truth(first + second)
+
+    async def live_counts_moved() -> bool:  # Redis is written before the PostgreSQL sink
+        return [await pipeline.redis_counts(x["id"]) for x in links] == [
+            (truth["total"][x["id"]], truth["unique"][x["id"]]) for x in links
+        ]
+
+    assert await wait_until(live_counts_moved, within=90), pipeline.worker.log_tail(200)
+
+    async def retrying() -> bool:
+        return "sink write failed, retrying sink=postgres" in pipeline.worker.log_tail(2000)
+
+    assert await wait_until(retrying, within=60), pipeline.worker.log_tail(200)
+    await asyncio.sleep(2)  # a few more failed attempts
+    await pipeline.pg("ALTER TABLE clicks_away RENAME TO clicks")
+    await settled(
+        pipeline, {x["id"]: (truth["total"][x["id"]], truth["unique"][x["id"]]) for x in links}, within=90
+    )
