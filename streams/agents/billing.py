@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from functools import partial
+from typing import Any
 
 import asyncpg
 import faust
@@ -11,7 +14,7 @@ from engine.billing.events import apply_event
 from engine.billing.gateway import StripeGateway, plans_by_price
 from engine.billing.usage import run_usage_cycle
 from engine.errors import ServiceUnavailable
-from streams.agents.common import json_values, raw_topic
+from streams.agents.common import json_values, raw_topic, until_written
 from streams.resources import WorkerResources
 
 log = logging.getLogger(__name__)
@@ -22,12 +25,15 @@ def register(app: faust.App, res: WorkerResources) -> None:
     topic = raw_topic(app, res.topics.billing_events, settings.topic_partitions)
     prices = plans_by_price(settings)
 
+    async def _apply(event: Mapping[str, Any]) -> bool:
+        async with res.pg.acquire() as conn:
+            return await apply_event(conn, event, prices)
+
     @app.agent(topic, name="billing_events")
     async def billing_events(stream: faust.StreamT[bytes]) -> None:
         await res.ensure_started()
         async for event in json_values(stream, "billing event", log):
-            async with res.pg.acquire() as conn:
-                applied = await apply_event(conn, event, prices)
+            applied = await until_written("billing_event", partial(_apply, event))
             log.info("billing event id=%s type=%s applied=%s", event.get("id"), event.get("type"), applied)
 
     @app.timer(settings.billing_usage_interval_seconds, name="billing_usage")

@@ -13,13 +13,11 @@ it explicitly to the event the key belongs to (a link's clicks all arrive on one
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 import weakref
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 import faust
 from faust.streams import _current_event
@@ -29,11 +27,11 @@ from engine.clicks.counting import LinkStats, apply_click, is_resent, source_key
 from engine.clicks.models import EnrichedClick, RawClick
 from engine.links.enforcement import LinkLimits, load_limits, mark_exhausted, needs_exhausted_event
 from engine.records import uuid_or_none
+from streams.agents.common import until_written
 from streams.resources import WorkerResources
 from streams.source_reader import SourceReader
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 CLICKS_PROCESSED = Counter("linkrift_clicks_processed_total", "Raw clicks processed by the click agent")
 CLICKS_REPLAYED = Counter(
@@ -53,8 +51,6 @@ FRESHNESS = Histogram(
 )
 DEDUP_SIZE = Gauge("linkrift_click_dedup_entries", "Event ids remembered for duplicate detection")
 EXHAUSTED = Counter("linkrift_links_exhausted_total", "exhausted events emitted")
-SINK_RETRIES = Counter("linkrift_sink_retries_total", "Sink writes retried after an error", ["sink"])
-SINK_RETRY_MAX_SECONDS = 5.0
 GAP_RECORDS = Counter(
     "linkrift_click_gap_records_total",
     "Raw clicks read back because the consumer was handed an offset past the last one applied",
@@ -65,30 +61,6 @@ GAP_RECORDS = Counter(
 DEDUP_RETENTION_SECONDS = 24 * 3600
 DEDUP_PRUNE_INTERVAL = 60.0
 LIMITS_TTL_SECONDS = 30.0
-
-
-async def until_written(sink: str, write: Callable[[], Awaitable[T]]) -> T:
-    """`write()`, retried with backoff (0.2 s doubling to 5 s) until it succeeds.
-
-    The batch stays unacknowledged meanwhile, so an unavailable store holds back the partitions
-    of this batch (back-pressure) instead of dropping their rows; every sink is idempotent, so a
-    write that failed halfway is simply written again."""
-    delay = 0.2
-    failures = 0
-    while True:
-        try:
-            return await write()
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            failures += 1
-            SINK_RETRIES.labels(sink).inc()
-            log.warning(
-                "sink write failed, retrying sink=%s attempt=%d in=%.1fs error=%r",
-                sink, failures, delay, exc, exc_info=failures == 1,
-            )  # fmt: skip
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, SINK_RETRY_MAX_SECONDS)
 
 
 def well_formed(raw: RawClick) -> bool:

@@ -1,15 +1,24 @@
-"""Pieces the agents share: raw-bytes topics and JSON decoding of their values."""
+"""Pieces the agents share: raw-bytes topics, JSON decoding of their values, and retrying a
+write until it succeeds."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
 
 import faust
 import orjson
+from prometheus_client import Counter
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+WRITE_RETRIES = Counter(
+    "linkrift_agent_write_retries_total", "Agent writes retried after an error", ["target"]
+)
+RETRY_MAX_SECONDS = 5.0
 
 
 def raw_topic(app: faust.App, name: str, partitions: int) -> faust.TopicT:
@@ -35,3 +44,28 @@ async def json_values(
             logger.warning("dropping malformed %s", what)
             continue
         yield decoded
+
+
+async def until_written(target: str, write: Callable[[], Awaitable[T]]) -> T:
+    """`write()`, retried with backoff (0.2 s doubling to 5 s) until it succeeds.
+
+    Faust acknowledges an event when the agent moves past it, also when the agent raised, so an
+    agent that let a write fail would lose that event's effect. Retrying instead holds back the
+    event's partition (back-pressure) until the store is back; the writes are idempotent, so one
+    that failed halfway is simply done again."""
+    delay = 0.2
+    failures = 0
+    while True:
+        try:
+            return await write()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            failures += 1
+            WRITE_RETRIES.labels(target).inc()
+            log.warning(
+                "write failed, retrying target=%s attempt=%d in=%.1fs error=%r",
+                target, failures, delay, exc, exc_info=failures == 1,
+            )  # fmt: skip
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RETRY_MAX_SECONDS)

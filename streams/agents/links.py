@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from functools import partial
 from typing import Any
 
 import faust
@@ -12,7 +13,7 @@ import redis.asyncio as redis
 
 from engine.naming import RedisKeys
 from streams.agents.clicks import AGENT_EVENTS
-from streams.agents.common import json_values, raw_topic
+from streams.agents.common import json_values, raw_topic, until_written
 from streams.resources import WorkerResources
 
 log = logging.getLogger(__name__)
@@ -53,4 +54,4 @@ def register(app: faust.App, res: WorkerResources) -> None:
         async for change in json_values(stream, "link change", log):
             AGENT_EVENTS.labels("link_changes").inc()
             res.link_limits.pop(str(change.get("link_id") or ""), None)
-            await invalidate_link_caches(res.redis, res.keys, change)
+            await until_written("link_caches", partial(invalidate_link_caches, res.redis, res.keys, change))

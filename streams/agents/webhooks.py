@@ -12,6 +12,7 @@ PostgreSQL is the source of truth, so a lost Kafka message only delays a deliver
 from __future__ import annotations
 
 import logging
+from functools import partial
 from typing import Any
 
 import asyncpg
@@ -25,6 +26,7 @@ from engine.webhooks import repository
 from engine.webhooks.clicks import batch_clicks
 from engine.webhooks.delivery import DeliveryPolicy, WebhookDispatcher
 from engine.webhooks.events import from_link_change
+from streams.agents.common import until_written
 from streams.resources import WorkerResources
 
 log = logging.getLogger(__name__)
@@ -83,8 +85,12 @@ def register(app: faust.App, res: WorkerResources) -> None:
             if event is None:
                 continue
             event_id, event_type, data = event
-            ids = await d.publish(str(data["workspace_id"]), event_id, event_type, data)
-            await announce(str(data["workspace_id"]), ids)
+            workspace_id = str(data["workspace_id"])
+            # Delivery rows are unique per (webhook, event): a retried publish creates none twice.
+            ids = await until_written(
+                "webhook_link_event", partial(d.publish, workspace_id, event_id, event_type, data)
+            )
+            await announce(workspace_id, ids)
 
     @app.agent(deliveries, name="webhook_deliveries")
     async def deliver(stream: faust.StreamT[bytes]) -> None:

@@ -176,7 +176,7 @@ async def test_a_failing_postgres_write_holds_the_batch_until_it_succeeds(pipeli
     assert await wait_until(live_counts_moved, within=90), pipeline.worker.log_tail(200)
 
     async def retrying() -> bool:
-        return "sink write failed, retrying sink=postgres" in pipeline.worker.log_tail(2000)
+        return "write failed, retrying target=postgres" in pipeline.worker.log_tail(2000)
 
     assert await wait_until(retrying, within=60), pipeline.worker.log_tail(200)
     await asyncio.sleep(2)  # a few more failed attempts
