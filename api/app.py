@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator
 
@@ -31,7 +32,7 @@ from api import (
 )
 from api.analytics_client import create_analytics_client
 from api.clicks import ClickEmitter, open_journal
-from api.errors import error_middleware
+from api.errors import error_answer, error_middleware, refuse_nul
 from api.ratelimit import ratelimit_ctx, ratelimit_middleware
 from api.state import (
     ANALYTICS,
@@ -117,14 +118,34 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     await app[PG].close()
 
 
+@web.middleware
+async def front_middleware(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+    """`error_middleware` → `ratelimit_middleware` → `bio.bio_host_middleware` →
+    `redirect.not_found_middleware`, in that order.
+
+    aiohttp runs every middleware as a coroutine of its own on every request. For paths outside
+    /api/ on a host other than `bio.*` (every redirect) the middle two only pass the request on,
+    so they are skipped and the outer and inner ones run inline in this one frame; everything
+    else goes through the four middlewares themselves."""
+    host = request.host
+    if request.path.startswith("/api/") or (host and host[:4].lower() == bio.BIO_HOST_PREFIX):
+        inner = functools.partial(redirect.not_found_middleware, handler=handler)
+        inner = functools.partial(bio.bio_host_middleware, handler=inner)
+        inner = functools.partial(ratelimit_middleware, handler=inner)
+        return await error_middleware(request, inner)
+    try:
+        refuse_nul(request)
+        try:
+            return await handler(request)
+        except web.HTTPNotFound:
+            return await redirect.unknown_path(request)  # not /api/: the branded 404
+    except Exception as exc:
+        return error_answer(request, exc)
+
+
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(
-        middlewares=[
-            error_middleware,
-            ratelimit_middleware,
-            bio.bio_host_middleware,
-            redirect.not_found_middleware,
-        ],
+        middlewares=[front_middleware],
         client_max_size=2 * 1024 * 1024,
     )
     app[SETTINGS] = settings

@@ -25,31 +25,37 @@ def error_response(status: int, code: str, message: str, field: str | None = Non
     return json_response({"error": {"code": code, "message": message, "field": field}}, status)
 
 
-def _refuse_nul(request: web.Request) -> None:
+def refuse_nul(request: web.Request) -> None:
     """PostgreSQL text cannot hold U+0000: a query or path parameter with one is bad input, not a 500."""
-    for source in (request.query, request.match_info):
+    # Most requests (every plain redirect) carry no query string: skip building request.query.
+    for source in (request.query, request.match_info) if request.query_string else (request.match_info,):
         for name, value in source.items():
             if "\x00" in value:
                 raise ValidationFailed(f"{name} must not contain NUL characters", field=name)
 
 
-@web.middleware
-async def error_middleware(request: web.Request, handler: web.Handler) -> web.StreamResponse:
-    try:
-        _refuse_nul(request)
-        return await handler(request)
-    except LinkRiftError as exc:
+def error_answer(request: web.Request, exc: Exception) -> web.StreamResponse:
+    """`error_middleware`'s answer to an exception; redirects (30x) and non-API HTTP errors are re-raised."""
+    if isinstance(exc, LinkRiftError):
         headers = (
             {"Retry-After": str(max(1, int(exc.retry_after + 0.999)))}
             if isinstance(exc, RateLimited)
             else None
         )
         return json_response(exc.to_dict(), exc.status, headers)
-    except web.HTTPException as exc:
+    if isinstance(exc, web.HTTPException):
         if exc.status < 400 or not request.path.startswith("/api/"):
-            raise
+            raise exc
         code = exc.reason.lower().replace(" ", "_")
         return error_response(exc.status, code, exc.reason)
-    except Exception:
-        log.exception("unhandled error path=%s", request.path)
-        return error_response(500, "internal_error", "internal error")
+    log.error("unhandled error path=%s", request.path, exc_info=exc)
+    return error_response(500, "internal_error", "internal error")
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+    try:
+        refuse_nul(request)
+        return await handler(request)
+    except Exception as exc:
+        return error_answer(request, exc)

@@ -58,16 +58,19 @@ async def pg(database_url: str) -> AsyncIterator[asyncpg.Connection]:
 
 
 def record_clicks(h: ApiHarness) -> list[RawClick]:
-    """Every RawClick the api emits (still handed on to the real emitter)."""
+    """Every RawClick the api emits, decoded from the line it journals and queues (still handed
+    on to the real emitter): `emit_line` is where both `emit` and the redirect's hand-built line go."""
     emitter = h.client.server.app[EMITTER]
     seen: list[RawClick] = []
-    original = emitter.emit
+    original = emitter.emit_line
 
-    def emit(click: RawClick) -> None:
+    def emit_line(line: bytes, link_id: str) -> None:
+        click = RawClick.loads(line)
+        assert click.link_id == link_id  # the produce key is the click's own link
         seen.append(click)
-        original(click)
+        original(line, link_id)
 
-    emitter.emit = emit  # type: ignore[method-assign]
+    emitter.emit_line = emit_line  # type: ignore[method-assign]
     return seen
 
 
