@@ -24,6 +24,7 @@ import logging
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
@@ -244,7 +245,25 @@ class ClickEmitter:
             CLICKS_SPOOLED.inc(dropped)
 
     async def _send(self, producer: AIOKafkaProducer, values: list[bytes], keys: list[bytes]) -> None:
-        futures = [await producer.send(self.topic, value=v, key=k) for k, v in zip(keys, values, strict=True)]
+        """Produce the clicks in order per partition and wait until the broker has all of them.
+
+        Built into one record batch per partition (`create_batch`/`send_batch`) instead of one
+        `send` per click: aiokafka's per-message path costs the api several µs a click. The
+        partition is the one `cached_partitioner` (Kafka's default) picks for the link id."""
+        partitions = sorted(await producer.partitions_for(self.topic))
+        builders: dict[int, Any] = {}
+        futures = []
+        for key, value in zip(keys, values, strict=True):
+            partition = partitions[_key_hash(key) % len(partitions)]
+            builder = builders.get(partition)
+            if builder is None:
+                builder = builders[partition] = producer.create_batch()
+            if builder.append(key=key, value=value, timestamp=None) is None:  # full: send it
+                futures.append(await producer.send_batch(builder, self.topic, partition=partition))
+                builder = builders[partition] = producer.create_batch()
+                builder.append(key=key, value=value, timestamp=None)
+        for partition, builder in builders.items():
+            futures.append(await producer.send_batch(builder, self.topic, partition=partition))
         # In order, not asyncio.gather: once the first is done the rest mostly are, and awaiting a
         # done future costs nothing, while gather puts a callback on every future (~1 µs a click).
         for future in futures:

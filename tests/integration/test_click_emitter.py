@@ -110,3 +110,47 @@ asyncio.run(main())
     assert len(got) == 300
     assert os.listdir(tmp_path)  # the slot dir remains, its segments are gone
     assert list(tmp_path.glob("slot-*/*.jsonl")) == []
+
+
+async def test_clicks_land_on_kafkas_default_partition_for_their_link(
+    tmp_path: Path, broker, namespace: str
+) -> None:
+    """The emitter builds its own record batches per partition: each click must still land where
+    Kafka's default partitioner puts its key (the link id), which the worker's tables rely on."""
+    from aiokafka.partitioner import DefaultPartitioner
+
+    from cli.services import ensure_topics
+
+    topic = f"{namespace}.clicks.raw"
+    await ensure_topics(broker.bootstrap, {topic: 4})
+    emitter = ClickEmitter(broker.bootstrap, topic, open_journal(tmp_path))
+    await emitter.start()
+    clicks = [_click(i) for i in range(300)]
+    for c in clicks:
+        emitter.emit(c)
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=broker.bootstrap, auto_offset_reset="earliest")
+    await consumer.start()
+    records = []
+    try:
+        deadline = asyncio.get_running_loop().time() + 20
+        while len(records) < 300 and asyncio.get_running_loop().time() < deadline:
+            for batch in (await consumer.getmany(timeout_ms=500)).values():
+                records.extend(batch)
+    finally:
+        await consumer.stop()
+        await emitter.stop()
+    assert len(records) == 300
+    default = DefaultPartitioner()
+    for record in records:
+        click = RawClick.loads(record.value)
+        assert record.key == click.link_id.encode()
+        assert record.partition == default(record.key, [0, 1, 2, 3], [0, 1, 2, 3])
+    assert len({r.partition for r in records}) > 1
+    # Per link, the original order.
+    for link in {c.link_id for c in clicks}:
+        got = [
+            RawClick.loads(r.value).event_id
+            for r in sorted(records, key=lambda r: r.offset)
+            if RawClick.loads(r.value).link_id == link
+        ]
+        assert got == [c.event_id for c in clicks if c.link_id == link]
