@@ -194,16 +194,12 @@ class ClickEmitter:
         self._inflight = 0
 
     def emit(self, click: RawClick) -> None:
-        self.emit_line(click.dumps(), click.link_id)
-
-    def emit_line(self, line: bytes, link_id: str) -> None:
-        """Journal and queue one click already serialized as `RawClick.dumps` would (the redirect
-        builds its line without the intermediate RawClick; see `api.redirect.click_line`)."""
+        line = click.dumps()
         segment = self.journal.append(line)
         if self.degraded:
             CLICKS_SPOOLED.inc()
         else:
-            self.queue.put_nowait((segment, link_id.encode(), line))
+            self.queue.put_nowait((segment, click.link_id.encode(), line))
 
     async def start(self) -> None:
         self._tasks = [

@@ -58,19 +58,16 @@ async def pg(database_url: str) -> AsyncIterator[asyncpg.Connection]:
 
 
 def record_clicks(h: ApiHarness) -> list[RawClick]:
-    """Every RawClick the api emits, decoded from the line it journals and queues (still handed
-    on to the real emitter): `emit_line` is where both `emit` and the redirect's hand-built line go."""
+    """Every RawClick the api emits (still handed on to the real emitter)."""
     emitter = h.client.server.app[EMITTER]
     seen: list[RawClick] = []
-    original = emitter.emit_line
+    original = emitter.emit
 
-    def emit_line(line: bytes, link_id: str) -> None:
-        click = RawClick.loads(line)
-        assert click.link_id == link_id  # the produce key is the click's own link
+    def emit(click: RawClick) -> None:
         seen.append(click)
-        original(line, link_id)
+        original(click)
 
-    emitter.emit_line = emit_line  # type: ignore[method-assign]
+    emitter.emit = emit  # type: ignore[method-assign]
     return seen
 
 

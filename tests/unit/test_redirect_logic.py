@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 
-from api.redirect import _destination, click_line, short_code
-from engine.clicks.models import RawClick
+from api.redirect import _destination, short_code
 from engine.config import SettingsError, load_settings
 from engine.links.admission import LinkState, client_ip, host_blocked, link_state
 from engine.links.cache import ResolvedLink, normalize_host
@@ -126,57 +123,3 @@ def test_settings_lists_from_comma_strings() -> None:
     assert settings.trusted_proxies == ["10.0.0.0/8"]
     with pytest.raises(SettingsError, match="LINKRIFT_TRUSTED_PROXIES"):
         load_settings(trusted_proxies="not-a-network")
-
-
-@pytest.mark.parametrize(
-    "values",
-    [
-        {},
-        {
-            "kind": "qr",
-            "qr_code_id": "q1",
-            "utm": {"utm_source": "nl", "utm_medium": 'e\u00e9"mail'},
-            "ip": "",
-            "country_code": "US",
-            "region": "CA",
-            "city": "San Jos\u00e9",
-            "referer": "https://ref.example/?a=1&b=\\x",
-            "user_agent": "Mozilla/5.0 \u2603",
-            "rule_id": "r1",
-            "variant": "new",
-            "method": "POST",
-        },
-    ],
-)
-def test_click_line_is_raw_click_dumps(values: dict[str, object]) -> None:
-    """The redirect's hand-built click line is byte-for-byte `RawClick.dumps` (and loads back)."""
-    fields: dict[str, object] = {
-        "event_id": "e" * 32,
-        "ts": 1764150000.123456,
-        "link_id": "L1",
-        "workspace_id": "W",
-        "domain": "sho.rt",
-        "short_code": "abc",
-        "destination": "https://d.example/p?x=1",
-        "rule_id": "",
-        "variant": "",
-        "kind": "redirect",
-        "method": "GET",
-        "ip": "203.0.113.9",
-        "user_agent": "UA",
-        "referer": "",
-        "accept_language": "fr",
-        "visitor_id": "v" * 32,
-        "utm": {},
-        "qr_code_id": "",
-        "country_code": "",
-        "region": "",
-        "city": "",
-        **values,
-    }
-    line = click_line(**fields)  # type: ignore[arg-type]
-    click = RawClick(**fields)  # type: ignore[arg-type]
-    assert line == click.dumps()
-    assert RawClick.loads(line) == click
-    # Every RawClick field is in the line except bio_link_id, which redirects leave empty.
-    assert {f.name for f in dataclasses.fields(RawClick)} - set(fields) == {"bio_link_id"}
