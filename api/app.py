@@ -127,8 +127,7 @@ async def front_middleware(request: web.Request, handler: web.Handler) -> web.St
     /api/ on a host other than `bio.*` (every redirect) the middle two only pass the request on,
     so they are skipped and the outer and inner ones run inline in this one frame; everything
     else goes through the four middlewares themselves."""
-    host = request.host
-    if request.path.startswith("/api/") or (host and host[:4].lower() == bio.BIO_HOST_PREFIX):
+    if request.path.startswith("/api/") or bio.is_bio_host(request.host):
         inner = functools.partial(redirect.not_found_middleware, handler=handler)
         inner = functools.partial(bio.bio_host_middleware, handler=inner)
         inner = functools.partial(ratelimit_middleware, handler=inner)

@@ -323,6 +323,11 @@ def _not_found() -> web.Response:
     )
 
 
+def is_bio_host(host: str | None) -> bool:
+    """Cheap first test of the `bio.{domain}` host form (every redirect asks it)."""
+    return host is not None and host[:4].lower() == BIO_HOST_PREFIX
+
+
 def bio_host_domain(host: str) -> str | None:
     """`example.com` for a request to `bio.example.com` (any port): the host form of bio pages."""
     host = host.lower()
@@ -360,7 +365,7 @@ async def bio_host_middleware(request: web.Request, handler: web.Handler) -> web
     """`bio.{domain}/{slug}` (and its buttons at `/{slug}/l/{id}`) serve the same pages as
     `{domain}/@{slug}`; the api, health and metrics paths stay what they are on any host."""
     host = request.host
-    if not host or host[:4].lower() != BIO_HOST_PREFIX:  # every redirect passes here: keep it cheap
+    if not is_bio_host(host):
         return await handler(request)
     domain = bio_host_domain(host)
     if domain is None or request.method not in ("GET", "HEAD") or request.path.startswith(_NOT_BIO_PATHS):
