@@ -10,12 +10,9 @@ tables, not the group offset, decide where processing resumes.
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-
-log = logging.getLogger(__name__)
 
 
 class SourceGapError(RuntimeError):

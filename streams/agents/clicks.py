@@ -27,7 +27,7 @@ from engine.clicks.counting import LinkStats, apply_click, is_resent, source_key
 from engine.clicks.models import EnrichedClick, RawClick
 from engine.links.enforcement import LinkLimits, load_limits, mark_exhausted, needs_exhausted_event
 from engine.records import uuid_or_none
-from streams.agents.common import until_written
+from streams.agents.common import raw_topic, until_written
 from streams.resources import WorkerResources
 from streams.source_reader import SourceReader
 
@@ -104,14 +104,7 @@ class DedupIndex:
 def register(app: faust.App, res: WorkerResources) -> dict[str, Any]:
     settings = res.settings
     partitions = settings.topic_partitions
-    clicks_topic = app.topic(
-        res.topics.clicks_raw,
-        key_type=bytes,
-        value_type=bytes,
-        key_serializer="raw",
-        value_serializer="raw",
-        partitions=partitions,
-    )
+    clicks_topic = raw_topic(app, res.topics.clicks_raw, partitions)
     link_stats = app.Table("link_stats", partitions=partitions)
     visitors = app.Table("link_visitors", partitions=partitions)
     workspace_parts = app.Table("workspace_partition_totals", partitions=partitions)
