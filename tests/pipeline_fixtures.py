@@ -9,6 +9,7 @@ or by name (`worker`, `pipeline`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 import time
 import uuid
@@ -273,6 +274,41 @@ def worker_env(
     return env
 
 
+@contextlib.asynccontextmanager
+async def running_pipeline(
+    tmp_path: Path,
+    database_url: str,
+    bootstrap: str,
+    namespace: str,
+    redis_client: Any,
+    extra_env: Mapping[str, str] | None = None,
+) -> AsyncIterator[Pipeline]:
+    """A started `linkrift worker` on the broker at `bootstrap`, with a producer and the stores'
+    readers; the worker and producer are stopped on exit."""
+    topics = Topics(namespace)
+    await ensure_topics(bootstrap, {topics.clicks_raw: PARTITIONS, topics.links_changes: PARTITIONS})
+    token = f"internal-{uuid.uuid4().hex}"
+    port = free_port()
+    env = worker_env(
+        database_url=database_url,
+        broker_url=f"kafka://{bootstrap}",
+        namespace=namespace,
+        tmp=tmp_path,
+        port=port,
+        token=token,
+    )
+    env.update(extra_env or {})
+    worker = WorkerProcess(env, tmp_path / "logs", port)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    await producer.start()
+    try:
+        await worker.start()
+        yield Pipeline(worker, producer, redis_client, database_url, namespace, token, bootstrap)
+    finally:
+        await producer.stop()
+        await worker.stop()
+
+
 @pytest_asyncio.fixture
 async def pipeline(
     request: pytest.FixtureRequest,
@@ -286,28 +322,11 @@ async def pipeline(
 
     A test module may set `WORKER_ENV = {"LINKRIFT_…": "…"}` to add settings to the worker's
     environment (e.g. short webhook retries)."""
-    topics = Topics(namespace)
-    await ensure_topics(broker.bootstrap, {topics.clicks_raw: PARTITIONS, topics.links_changes: PARTITIONS})
-    token = f"internal-{uuid.uuid4().hex}"
-    port = free_port()
-    env = worker_env(
-        database_url=database_url,
-        broker_url=broker.url,
-        namespace=namespace,
-        tmp=tmp_path,
-        port=port,
-        token=token,
-    )
-    env.update(getattr(request.module, "WORKER_ENV", {}))
-    worker = WorkerProcess(env, tmp_path / "logs", port)
-    producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, acks="all", linger_ms=5)
-    await producer.start()
-    await worker.start()
-    try:
-        yield Pipeline(worker, producer, redis_client, database_url, namespace, token, broker.bootstrap)
-    finally:
-        await producer.stop()
-        await worker.stop()
+    extra = getattr(request.module, "WORKER_ENV", {})
+    async with running_pipeline(
+        tmp_path, database_url, broker.bootstrap, namespace, redis_client, extra
+    ) as p:
+        yield p
 
 
 async def make_links(

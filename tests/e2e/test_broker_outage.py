@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-import uuid
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -22,24 +21,20 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from aiokafka import AIOKafkaProducer
 
 from api.clicks import ClickEmitter, open_journal
 from cli.procs import free_port
-from cli.services import TansuBroker, ensure_topics
+from cli.services import TansuBroker
 from engine.naming import Topics
 from tests.fakes.tcp_proxy import TcpProxy
 from tests.pipeline_fixtures import (
     GOOGLEBOT_UA,
     HUMAN_UA,
-    PARTITIONS,
-    Pipeline,
-    WorkerProcess,
     make_links,
     raw_click,
+    running_pipeline,
     settled,
     wait_until,
-    worker_env,
 )
 
 pytestmark = pytest.mark.e2e
@@ -68,86 +63,70 @@ async def test_clicks_during_a_broker_outage_are_counted_exactly_once(
 ) -> None:
     _, proxy = proxied
     topics = Topics(namespace)
-    await ensure_topics(proxy.address, {topics.clicks_raw: PARTITIONS, topics.links_changes: PARTITIONS})
-    token = f"internal-{uuid.uuid4().hex}"
-    port = free_port()
-    env = worker_env(
-        database_url=database_url,
-        broker_url=f"kafka://{proxy.address}",
-        namespace=namespace,
-        tmp=tmp_path,
-        port=port,
-        token=token,
-    )
-    worker = WorkerProcess(env, tmp_path / "logs", port)
-    producer = AIOKafkaProducer(bootstrap_servers=proxy.address)  # Pipeline's readers need one
-    await producer.start()
-    emitter = ClickEmitter(proxy.address, topics.clicks_raw, open_journal(tmp_path / "journal"))
-    await worker.start()
-    p = Pipeline(worker, producer, redis_client, database_url, namespace, token, proxy.address)
-    try:
-        await emitter.start()
-        links = await make_links(database_url, workspaces=2, links_per_workspace=3)
-        rng = random.Random(3)
-        clicks = [
-            raw_click(
-                rng.choice(links),
-                visitor=f"v{rng.randrange(80)}",
-                ua=GOOGLEBOT_UA if rng.random() < 0.1 else HUMAN_UA,
-                ts=time.time() + i / 1e4,
-            )
-            for i in range(3000)
-        ]
-        total: Counter[str] = Counter(c.link_id for c in clicks)
-        visitors: dict[str, set[str]] = defaultdict(set)
-        for c in clicks:
-            visitors[c.link_id].add(c.visitor_id)
+    async with running_pipeline(tmp_path, database_url, proxy.address, namespace, redis_client) as p:
+        worker = p.worker
+        emitter = ClickEmitter(proxy.address, topics.clicks_raw, open_journal(tmp_path / "journal"))
+        try:
+            await emitter.start()
+            links = await make_links(database_url, workspaces=2, links_per_workspace=3)
+            rng = random.Random(3)
+            clicks = [
+                raw_click(
+                    rng.choice(links),
+                    visitor=f"v{rng.randrange(80)}",
+                    ua=GOOGLEBOT_UA if rng.random() < 0.1 else HUMAN_UA,
+                    ts=time.time() + i / 1e4,
+                )
+                for i in range(3000)
+            ]
+            total: Counter[str] = Counter(c.link_id for c in clicks)
+            visitors: dict[str, set[str]] = defaultdict(set)
+            for c in clicks:
+                visitors[c.link_id].add(c.visitor_id)
 
-        async def counted() -> int:
-            return sum([(await p.redis_counts(x["id"]))[0] for x in links])
+            async def counted() -> int:
+                return sum([(await p.redis_counts(x["id"]))[0] for x in links])
 
-        # The worker is past start-up (topics declared, group joined) before the outage.
-        for click in clicks[:50]:
-            emitter.emit(click)
+            # The worker is past start-up (topics declared, group joined) before the outage.
+            for click in clicks[:50]:
+                emitter.emit(click)
 
-        async def warmed_up() -> bool:
-            return await counted() >= 50
+            async def warmed_up() -> bool:
+                return await counted() >= 50
 
-        assert await wait_until(warmed_up, within=60), worker.log_tail()
-        degraded_seen = False
-        for i, click in enumerate(clicks[50:], start=50):
-            if i == 800:
-                await proxy.stop()
-                outage_started = time.monotonic()
-            if i == 2200:
-                # At least 6 s without a broker: longer than the worker's 3 s session timeout.
-                await asyncio.sleep(max(0.0, 6.0 - (time.monotonic() - outage_started)))
-                degraded_seen = emitter.degraded
-                await proxy.start()
-            emitter.emit(click)  # never raises, never waits: the redirect answers meanwhile
-            if i % 100 == 99:
-                await asyncio.sleep(0.1)
-        assert degraded_seen, "the emitter should have noticed the outage and spooled"
+            assert await wait_until(warmed_up, within=60), worker.log_tail()
+            degraded_seen = False
+            for i, click in enumerate(clicks[50:], start=50):
+                if i == 800:
+                    await proxy.stop()
+                    outage_started = time.monotonic()
+                if i == 2200:
+                    # At least 6 s without a broker: longer than the worker's 3 s session timeout.
+                    await asyncio.sleep(max(0.0, 6.0 - (time.monotonic() - outage_started)))
+                    degraded_seen = emitter.degraded
+                    await proxy.start()
+                emitter.emit(click)  # never raises, never waits: the redirect answers meanwhile
+                if i % 100 == 99:
+                    await asyncio.sleep(0.1)
+            assert degraded_seen, "the emitter should have noticed the outage and spooled"
 
-        async def done() -> bool:
-            return await counted() >= len(clicks)
+            async def done() -> bool:
+                return await counted() >= len(clicks)
 
-        assert await wait_until(done, within=120), (await counted(), worker.log_tail())
-        # Redis is written before ClickHouse and PostgreSQL in each batch: wait for all of them.
-        await settled(p, {x["id"]: (total[x["id"]], len(visitors[x["id"]])) for x in links})
-        await asyncio.sleep(2)  # a double count would show now
-        assert emitter.depth() == 0
-        for link in links:
-            n = total[link["id"]]
-            assert await p.redis_counts(link["id"]) == (n, len(visitors[link["id"]])), link
-            assert await p.ch_count(link["id"]) == {"rows": n, "distinct_events": n}
-        rows = await p.pg("SELECT count(*) AS n, count(DISTINCT event_id) AS e FROM clicks")
-        assert (rows[0]["n"], rows[0]["e"]) == (len(clicks), len(clicks))
-        counters = await p.pg("SELECT id::text, total_clicks, unique_clicks FROM links")
-        assert {r["id"]: (r["total_clicks"], r["unique_clicks"]) for r in counters} == {
-            x["id"]: (total[x["id"]], len(visitors[x["id"]])) for x in links
-        }
-    finally:
-        await emitter.stop()
-        await producer.stop()
-        await worker.stop()
+            assert await wait_until(done, within=120), (await counted(), worker.log_tail())
+            # Redis is written before ClickHouse and PostgreSQL in each batch: wait for all of them.
+            await settled(p, {x["id"]: (total[x["id"]], len(visitors[x["id"]])) for x in links})
+            await asyncio.sleep(2)  # a double count would show now
+            assert emitter.depth() == 0
+            for link in links:
+                n = total[link["id"]]
+                assert await p.redis_counts(link["id"]) == (n, len(visitors[link["id"]])), link
+                assert await p.ch_count(link["id"]) == {"rows": n, "distinct_events": n}
+            rows = await p.pg("SELECT count(*) AS n, count(DISTINCT event_id) AS e FROM clicks")
+            assert (rows[0]["n"], rows[0]["e"]) == (len(clicks), len(clicks))
+            counters = await p.pg("SELECT id::text, total_clicks, unique_clicks FROM links")
+            assert {r["id"]: (r["total_clicks"], r["unique_clicks"]) for r in counters} == {
+                x["id"]: (total[x["id"]], len(visitors[x["id"]])) for x in links
+            }
+        finally:
+            await emitter.stop()
