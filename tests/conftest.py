@@ -19,6 +19,7 @@ import pytest
 import pytest_asyncio
 
 from engine.config import Settings, load_settings
+from tests.fakes.webhook_receiver import WebhookReceiver, serve_receiver
 
 PG_SERVER = os.environ.get("LINKRIFT_TEST_PG", "postgresql://postgres@127.0.0.1:5432")
 REDIS_URL = os.environ.get("LINKRIFT_TEST_REDIS", "redis://127.0.0.1:6379/0")
@@ -201,3 +202,10 @@ async def api(
         yield ApiHarness(client, settings, who["api_key"], who["user_id"], who["workspace_id"])
     finally:
         await client.close()
+
+
+@pytest_asyncio.fixture
+async def receiver() -> AsyncIterator[WebhookReceiver]:
+    """A webhook endpoint on 127.0.0.1 (tests.fakes.webhook_receiver.WebhookReceiver)."""
+    async with serve_receiver() as rec:
+        yield rec

@@ -22,7 +22,7 @@ from engine.webhooks.events import from_link_change
 from tests.conftest import ApiHarness
 from tests.fakes.api import serve_api
 from tests.fakes.stripe_server import sign_payload, subscription_event
-from tests.fakes.webhook_receiver import WebhookReceiver, serve_receiver
+from tests.fakes.webhook_receiver import WebhookReceiver
 from tests.pipeline_fixtures import Pipeline, pipeline, wait_until  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.e2e
@@ -39,12 +39,6 @@ WORKER_ENV = {
     "LINKRIFT_WEBHOOK_LEASE_SECONDS": "3",
     "LINKRIFT_WEBHOOK_MAX_FAILURES": "1000",
 }
-
-
-@pytest_asyncio.fixture
-async def receiver() -> AsyncIterator[WebhookReceiver]:
-    async with serve_receiver() as rec:
-        yield rec
 
 
 @pytest_asyncio.fixture

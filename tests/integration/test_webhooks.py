@@ -29,7 +29,6 @@ from engine.webhooks.events import from_link_change
 from tests.conftest import ApiHarness, _make_principal
 from tests.fakes.api import serve_api
 from tests.fakes.webhook_receiver import WebhookReceiver as Receiver
-from tests.fakes.webhook_receiver import serve_receiver
 
 pytestmark = pytest.mark.integration
 
@@ -48,12 +47,6 @@ def verify_webhook(secret: str, headers: dict[str, str], body: bytes, tolerance:
         if version == "v1" and hmac.compare_digest(signature, expected):
             return True
     return False
-
-
-@pytest_asyncio.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    async with serve_receiver() as rec:
-        yield rec
 
 
 @pytest_asyncio.fixture
