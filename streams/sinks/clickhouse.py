@@ -37,6 +37,10 @@ def to_row(click: EnrichedClick, partition: int, offset: int) -> list[Any]:
     return row
 
 
+def _position(row: tuple[int, int, EnrichedClick]) -> tuple[int, int]:
+    return row[0], row[1]
+
+
 def _max_offset(client: Client, partition: int) -> int:
     result = client.query(
         f"SELECT max(kafka_offset), count() FROM {CH_CLICKS} WHERE kafka_partition = {{p:UInt16}}",
@@ -67,7 +71,10 @@ class ClickHouseSink:
         """Insert (partition, offset, click) rows not yet stored; return how many were written."""
         rows: list[list[Any]] = []
         last: dict[int, int] = {}
-        for partition, offset, click in batch:
+        # In offset order per partition whatever order the batch came in: after a rebalance Faust
+        # can hand over events it had buffered before re-delivering older ones from the committed
+        # offset, and "<= last" must not then skip the older rows ClickHouse does not have yet.
+        for partition, offset, click in sorted(batch, key=_position):
             if offset <= await self.stored_offset(partition) or offset <= last.get(partition, -1):
                 continue
             rows.append(to_row(click, partition, offset))

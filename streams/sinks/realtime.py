@@ -56,7 +56,9 @@ class RealtimeMirror:
         feeds: set[str] = set()
         newest: dict[int, int] = {}
         count = 0
-        for partition, offset, click in rows:
+        # Offset order per partition, as for the ClickHouse sink (a batch may hold buffered events
+        # ahead of older re-delivered ones): "<= newest" must not skip unpublished older clicks.
+        for partition, offset, click in sorted(rows, key=lambda row: (row[0], row[1])):
             if offset <= published[partition] or offset <= newest.get(partition, -1):
                 continue
             newest[partition] = offset
