@@ -21,7 +21,7 @@ from tests.conftest import ApiHarness
 from tests.fakes.api import serve_api
 from tests.integration.test_accounts import bearer, signup
 from tests.integration.test_domains import dns_server  # noqa: F401 - fixture
-from tests.integration.test_webhooks import receiver, verify_webhook  # noqa: F401 - fixture
+from tests.integration.test_webhooks import verify_webhook
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("business_plan")]
 
@@ -66,7 +66,7 @@ async def _deliveries(pool: asyncpg.Pool, event_type: str) -> list[asyncpg.Recor
 async def test_domain_verified_creates_one_delivery_and_is_sent_signed(
     hooks_api: ApiHarness,
     dns_server: Any,  # noqa: F811
-    receiver: Any,  # noqa: F811
+    receiver: Any,
     pool: asyncpg.Pool,
 ) -> None:
     api = hooks_api
@@ -111,7 +111,7 @@ async def test_domain_verified_creates_one_delivery_and_is_sent_signed(
 
 async def test_member_invited_creates_a_delivery(
     hooks_api: ApiHarness,
-    receiver: Any,  # noqa: F811
+    receiver: Any,
     pool: asyncpg.Pool,
 ) -> None:
     api = hooks_api
@@ -136,7 +136,7 @@ async def test_member_invited_creates_a_delivery(
 async def test_worker_recheck_verifies_due_domains_in_batches(
     hooks_api: ApiHarness,
     dns_server: Any,  # noqa: F811
-    receiver: Any,  # noqa: F811
+    receiver: Any,
     pool: asyncpg.Pool,
 ) -> None:
     api = hooks_api
