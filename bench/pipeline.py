@@ -1,7 +1,7 @@
 """Click pipeline throughput and freshness: `linkrift worker` versus a raw aiokafka consume loop.
 
     .venv/bin/python bench/pipeline.py [--clicks 50000] [--links 200] [--partitions 8]
-                                       [--fresh-clicks 200] [--fresh-rate 20] [--profile]
+                                       [--fresh-clicks 200] [--fresh-rate 20] [--restarts 3] [--profile]
 
 Starts a fresh PG database, a Redis namespace, a tansu broker and an embedded chDB directory;
 produces N raw clicks into `clicks.raw`, times a plain AIOKafkaConsumer reading all N (no
@@ -110,6 +110,56 @@ async def _raw_consume(bootstrap: str, topic: str, n: int, max_seconds: float) -
     finally:
         await consumer.stop()
     return total - first_batch, done - first, done - began
+
+
+async def _restarts(
+    bootstrap: str,
+    topic: str,
+    redis_client: object,
+    counter_keys: list[str],
+    worker: ManagedProcess,
+    clicks: list[RawClick],
+    times: int,
+) -> list[float]:
+    """SIGKILL the worker `times` times while clicks trickle in (20/s) and time each restart: from
+    starting the new process to its first newly counted click (Python start-up, group join,
+    state recovery from the changelog, first batch)."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0)
+    await producer.start()
+    pending = iter(clicks)
+    stop = asyncio.Event()
+
+    async def trickle() -> None:
+        for click in pending:
+            if stop.is_set():
+                return
+            click.ts = time.time()
+            await producer.send(topic, value=click.dumps(), key=click.link_id.encode())
+            await asyncio.sleep(0.05)
+
+    feeder = asyncio.create_task(trickle())
+    resumes: list[float] = []
+    try:
+        for _ in range(times):
+            await asyncio.sleep(2.0)
+            worker.kill()
+            await asyncio.sleep(0.5)
+            before = await _counted(redis_client, counter_keys)
+            restarted = time.perf_counter()
+            worker.start()
+            while await _counted(redis_client, counter_keys) <= before:
+                if not worker.alive:
+                    raise RuntimeError(f"worker exited:\n{worker.log_tail(40)}")
+                if time.perf_counter() - restarted > 60:
+                    raise RuntimeError(f"worker did not resume within 60 s:\n{worker.log_tail(20)}")
+                await asyncio.sleep(0.02)
+            resumes.append(time.perf_counter() - restarted)
+    finally:
+        stop.set()
+        feeder.cancel()
+        await asyncio.gather(feeder, return_exceptions=True)
+        await producer.stop()
+    return resumes
 
 
 def _cpu_seconds(pid: int | None) -> float:
@@ -288,6 +338,10 @@ async def run(args: argparse.Namespace) -> None:
                 broker.bootstrap, topics.clicks_raw, redis_client, keys.click_stream, fresh, args.fresh_rate
             )
             tansu_cores = (_cpu_seconds(broker.pid) - tansu_cpu) / (seconds + len(fresh) / args.fresh_rate)
+            resumes = await _restarts(
+                broker.bootstrap, topics.clicks_raw, redis_client, counter_keys, worker,
+                _clicks(rng, 20 * 15 * args.restarts, links), args.restarts,
+            )  # fmt: skip
         finally:
             worker.stop()
 
@@ -332,10 +386,16 @@ async def run(args: argparse.Namespace) -> None:
             ))
         )  # fmt: skip
         console.print(fresh_table)
+    if resumes:
+        console.print(
+            f"restart-to-resume after SIGKILL ({len(resumes)} restarts, clicks trickling at 20/s): "
+            + ", ".join(f"{r:.1f}s" for r in resumes)
+        )
     targets = [
         ("≥ 10k clicks/s per worker", worker_rate >= 10_000),
         ("≥ 50% of raw consume", worker_rate >= 0.5 * raw_rate),
         ("p99 freshness < 1 s", bool(delays) and _percentile(delays, 0.99) < 1.0),
+        ("restart-to-resume < 10 s", bool(resumes) and max(resumes) < 10.0),
     ]
     console.print("targets: " + "; ".join(f"{name}: {'met' if ok else 'MISSED'}" for name, ok in targets))
     if args.profile:
@@ -349,6 +409,7 @@ def main() -> None:
     )
     parser.add_argument("--clicks", type=int, default=50_000)
     parser.add_argument("--links", type=int, default=200)
+    parser.add_argument("--restarts", type=int, default=3, help="SIGKILL-and-restart rounds timed at the end")
     parser.add_argument("--partitions", type=int, default=8)
     parser.add_argument("--fresh-clicks", type=int, default=200)
     parser.add_argument(

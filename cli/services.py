@@ -18,7 +18,7 @@ import signal
 import stat
 import subprocess
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -27,8 +27,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import redis.asyncio as aioredis
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 
 from cli.procs import (
     LOOPBACK,
@@ -42,6 +42,7 @@ from cli.procs import (
 )
 from engine.config import Settings
 from engine.db.migrate import ensure_database as engine_ensure_database
+from engine.kafka import ensure_topics
 
 __all__ = [
     "EmbeddedPostgres",
@@ -63,7 +64,6 @@ log = logging.getLogger("linkrift.services")
 
 # System user that runs the embedded PostgreSQL when we are root (postgres refuses to run as root).
 PG_SYSTEM_USER = "linkrift"
-_TOPIC_ALREADY_EXISTS = TopicAlreadyExistsError.errno
 
 
 class StartedService(Protocol):
@@ -143,27 +143,6 @@ async def kafka_ready(bootstrap: str, request_timeout: float = 2.0) -> bool:
         return True
     except (KafkaError, OSError, TimeoutError):
         return False
-    finally:
-        await admin.close()
-
-
-async def ensure_topics(bootstrap: str, topics: Mapping[str, int]) -> None:
-    """Create each topic with the given partition count (replication 1) unless it already exists."""
-    if not topics:
-        return
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        new = [NewTopic(name, num_partitions=n, replication_factor=1) for name, n in topics.items()]
-        try:
-            response = await admin.create_topics(new)
-        except TopicAlreadyExistsError:
-            return
-        for name, code, *rest in response.topic_errors:
-            if code not in (0, _TOPIC_ALREADY_EXISTS):
-                message = rest[0] if rest else ""
-                raise KafkaError(f"CreateTopics {name}: error {code} {message}")
-            log.debug("topic_ensured topic=%s partitions=%d created=%s", name, topics[name], code == 0)
     finally:
         await admin.close()
 

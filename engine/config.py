@@ -78,7 +78,7 @@ class Settings(BaseSettings):
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
     not_found_rate_limit: int = Field(60, ge=1)  # unknown-code 404s per IP per minute
     password_rate_limit: int = Field(10, ge=1)  # link password attempts per IP per minute
-    sink_batch_size: int = Field(1000, ge=1)
+    sink_batch_size: int = Field(5000, ge=1)
     sink_batch_seconds: float = Field(0.5, gt=0)
     # Accounts: token lifetimes, mail sender, rate limits (0 disables a limit).
     smtp_from: str = "LinkRift <no-reply@linkrift.local>"

@@ -18,6 +18,11 @@ class Topics:
         return f"{self.namespace}.clicks.raw"
 
     @property
+    def clicks_state(self) -> str:
+        """Compacted changelog of the click agent's per-partition tables (streams.click_state)."""
+        return f"{self.namespace}.clicks.state-changelog"
+
+    @property
     def clicks_enriched(self) -> str:
         return f"{self.namespace}.clicks.enriched"
 

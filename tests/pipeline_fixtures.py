@@ -22,7 +22,8 @@ import aiohttp
 import asyncpg
 import pytest
 import pytest_asyncio
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import CommitFailedError, InconsistentGroupProtocolError
 
 from cli.procs import ManagedProcess, free_port, port_open
 from cli.services import ensure_topics
@@ -395,3 +396,34 @@ def raw_click(
 HUMAN_UA = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0 Safari/537.36"
 GOOGLEBOT_UA = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
 SLACKBOT_UA = "Slackbot-LinkExpanding 1.0 (+https://api.slack.com/robots)"
+
+
+async def commit_click_offsets(p: Pipeline, offsets: Mapping[int, int]) -> None:
+    """Commit `offsets` ({partition: offset} of clicks.raw) for the worker's click consumer group
+    while the worker is stopped, as a member of the group (tansu refuses commits from outside a
+    group that has had members)."""
+
+    async def committed() -> bool:
+        consumer = AIOKafkaConsumer(
+            p.topics.clicks_raw,
+            bootstrap_servers=p.bootstrap,
+            group_id=f"{p.namespace}-clicks",
+            enable_auto_commit=False,
+            session_timeout_ms=6000,
+            heartbeat_interval_ms=500,
+        )
+        try:
+            await consumer.start()
+            await consumer.getmany(timeout_ms=500)
+            tps = consumer.assignment()
+            if len(tps) < PARTITIONS:
+                return False  # the stopped worker's member has not left yet
+            wanted = {TopicPartition(p.topics.clicks_raw, n): o for n, o in offsets.items()}
+            await consumer.commit(wanted)
+            return all([await consumer.committed(tp) == o for tp, o in wanted.items()])
+        except (InconsistentGroupProtocolError, CommitFailedError):
+            return False
+        finally:
+            await consumer.stop()
+
+    assert await wait_until(committed, within=45, interval=0.5)

@@ -91,6 +91,37 @@ class CountResult:
     applied: bool  # False when this offset was already counted (a replay)
 
 
+def count_click(
+    stats: LinkStats,
+    offset: int,
+    *,
+    is_unique: bool,
+    is_bot: bool,
+    is_preview: bool,
+    variant: str = "",
+    source: str = "",
+) -> bool:
+    """Count one click at `offset` into `stats` in place; False (and no change) when that offset
+    was already applied (a replay). The worker's batch loop uses this on per-batch copies."""
+    if offset <= stats.offset:
+        return False
+    stats.total += 1
+    if is_unique:
+        stats.unique += 1
+    if is_preview:
+        stats.previews += 1
+    elif is_bot:
+        stats.bots += 1
+    else:
+        stats.humans += 1
+    if variant:
+        stats.variants[variant] = stats.variants.get(variant, 0) + 1
+    if source:
+        stats.sources[source] = stats.sources.get(source, 0) + 1
+    stats.offset = offset
+    return True
+
+
 def apply_click(
     stats: LinkStats,
     offset: int,
@@ -101,23 +132,22 @@ def apply_click(
     variant: str = "",
     source: str = "",
 ) -> CountResult:
-    """Count one click at `offset`; idempotent for offsets already applied."""
+    """Count one click at `offset` on a copy of `stats`; idempotent for offsets already applied."""
     is_unique = first_seen_offset is None or first_seen_offset == offset
     if offset <= stats.offset:
         return CountResult(stats, is_unique, applied=False)
     new = LinkStats(
-        total=stats.total + 1,
-        unique=stats.unique + (1 if is_unique else 0),
-        humans=stats.humans + (0 if is_bot or is_preview else 1),
-        bots=stats.bots + (1 if is_bot and not is_preview else 0),
-        previews=stats.previews + (1 if is_preview else 0),
+        total=stats.total,
+        unique=stats.unique,
+        humans=stats.humans,
+        bots=stats.bots,
+        previews=stats.previews,
         variants=dict(stats.variants),
         sources=dict(stats.sources),
-        offset=offset,
+        offset=stats.offset,
         exhausted_emitted=stats.exhausted_emitted,
     )
-    if variant:
-        new.variants[variant] = new.variants.get(variant, 0) + 1
-    if source:
-        new.sources[source] = new.sources.get(source, 0) + 1
+    count_click(
+        new, offset, is_unique=is_unique, is_bot=is_bot, is_preview=is_preview, variant=variant, source=source
+    )
     return CountResult(new, is_unique, applied=True)

@@ -28,8 +28,11 @@ class JsonRecord:
     @classmethod
     def loads(cls: type[T], data: bytes | str | dict[str, Any]) -> T:
         obj = data if isinstance(data, dict) else orjson.loads(data)
-        known = _field_names(cls)
-        return cls(**{k: v for k, v in obj.items() if k in known})
+        try:
+            return cls(**obj)  # the usual case: exactly this version's fields
+        except TypeError:
+            known = _field_names(cls)
+            return cls(**{k: v for k, v in obj.items() if k in known})
 
 
 _FIELD_NAMES: dict[type, frozenset[str]] = {}

@@ -1,35 +1,46 @@
 """The click agent: raw click → drop re-sent copies → enrich → exact per-link counters (and per
 QR code / bio button) → max-clicks enforcement → live mirror in Redis → ClickHouse and PostgreSQL.
 
-Batches come from `take_events`; Faust acks (and so commits) a batch only after this body
-returns, and the body first waits for the table changelog writes to be acknowledged, so a
-committed offset always means the tables, ClickHouse, PostgreSQL and Redis have the batch.
-Replays after a crash are recognised by source offset (engine.clicks.counting and
-streams.sinks.clickhouse), so every click is counted once.
+It runs inside the Faust worker but reads `clicks.raw` with its own aiokafka consumer (group
+`{namespace}-clicks`) in batches, and keeps its tables in streams.click_state (RocksDB per
+partition, changelog-backed, co-partitioned with the source): Faust's per-event path (consumer
+drain, conductor, stream, one changelog send per table write) capped a do-nothing agent at ~10k
+events/s on the reference machine, below the 10k clicks/s a worker must sustain with the work
+(docs/pipeline.md has the measurements). Every other agent stays a Faust agent.
 
-Faust's RocksDB tables read the partition of the *current event*; every read and write here sets
-it explicitly to the event the key belongs to (a link's clicks all arrive on one partition).
+A batch is committed to the group only after the changelog writes are acknowledged and the
+mirror, ClickHouse and PostgreSQL have it. The tables decide where processing resumes: each
+partition's store holds the last source offset applied, and on assignment the consumer starts at
+that offset + 1, or earlier when the committed offset is behind it (a crash after the tables but
+before the sinks, or an operator rewinding the group): such replays are recognised by source
+offset (engine.clicks.counting and streams.sinks.clickhouse), so every click is counted once.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
 import time
-import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from operator import itemgetter
+from pathlib import Path
 from typing import Any
 
 import faust
-from faust.streams import _current_event
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError
 from prometheus_client import Counter, Gauge, Histogram
 
-from engine.clicks.counting import LinkStats, apply_click, is_resent, source_key, variant_key
+from engine.clicks.counting import LinkStats, count_click, is_resent, source_key, variant_key
 from engine.clicks.models import EnrichedClick, RawClick
+from engine.kafka import ensure_topics
 from engine.links.enforcement import LinkLimits, load_limits, mark_exhausted, needs_exhausted_event
 from engine.records import uuid_or_none
-from streams.agents.common import raw_topic, until_written
+from streams.agents.common import CONSUMER_LAG, until_written
+from streams.click_state import ClickState
 from streams.resources import WorkerResources
-from streams.source_reader import SourceReader
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +52,7 @@ CLICKS_MALFORMED = Counter("linkrift_clicks_malformed_total", "Raw clicks droppe
 CLICKS_RESENT = Counter("linkrift_clicks_duplicate_dropped_total", "Re-sent clicks (known event id) dropped")
 AGENT_EVENTS = Counter("linkrift_agent_events_total", "Events handled per agent", ["agent"])
 SINK_BATCH = Histogram(
-    "linkrift_sink_batch_size", "Rows per ClickHouse insert", buckets=(1, 10, 50, 100, 500, 1000, 5000)
+    "linkrift_sink_batch_size", "Rows per ClickHouse insert", buckets=(1, 10, 50, 100, 500, 1000, 5000, 20000)
 )
 SINK_LATENCY = Histogram("linkrift_sink_latency_seconds", "ClickHouse insert latency")
 FRESHNESS = Histogram(
@@ -53,7 +64,7 @@ DEDUP_SIZE = Gauge("linkrift_click_dedup_entries", "Event ids remembered for dup
 EXHAUSTED = Counter("linkrift_links_exhausted_total", "exhausted events emitted")
 GAP_RECORDS = Counter(
     "linkrift_click_gap_records_total",
-    "Raw clicks read back because the consumer was handed an offset past the last one applied",
+    "Raw clicks re-read because the group's committed offset was past the last one sunk",
 )
 
 # Event ids are remembered this long; a re-send arrives within seconds (the api's spool replays
@@ -61,83 +72,121 @@ GAP_RECORDS = Counter(
 DEDUP_RETENTION_SECONDS = 24 * 3600
 DEDUP_PRUNE_INTERVAL = 60.0
 LIMITS_TTL_SECONDS = 30.0
+# After the first records of a batch arrive, keep collecting while more come within this long.
+FOLLOW_UP_MS = 20
+FETCH_MAX_WAIT_MS = 100
+SESSION_TIMEOUT_MS = 3000
+HEARTBEAT_INTERVAL_MS = 500
+REBALANCE_TIMEOUT_MS = 5000
+
+# Key prefixes in a partition's store (streams.click_state); the partition is implicit.
+STATS = "s:"  # s:{link_id} -> LinkStats dict
+VISITOR = "v:"  # v:{link_id}:{visitor_id} -> offset of the visitor's first click
+EVENT = "e:"  # e:{link_id}:{event_id} -> [offset, ts] of the first copy of a click
+WORKSPACE = "w:"  # w:{workspace_id} -> {"count", "offset"}: the workspace's share of this partition
+PROGRESS = "p"  # last clicks.raw offset applied to the tables
+SUNK = "k"  # last clicks.raw offset ClickHouse and PostgreSQL are known to have
+
+
+@functools.lru_cache(maxsize=65_536)
+def _canonical_uuid(value: object) -> bool:
+    return uuid_or_none(value) == value
 
 
 def well_formed(raw: RawClick) -> bool:
-    """Whether a decoded click can be stored: ids the sinks write as UUID columns, a numeric time."""
+    """Whether a decoded click can be stored: ids the sinks write as UUID columns, a numeric time.
+    (Link and workspace ids repeat across clicks: their check is cached.)"""
     return (
         isinstance(raw.ts, int | float)
         and isinstance(raw.event_id, str)
         and bool(raw.event_id)
-        and uuid_or_none(raw.link_id) == raw.link_id
-        and uuid_or_none(raw.workspace_id) == raw.workspace_id
+        and isinstance(raw.link_id, str)
+        and isinstance(raw.workspace_id, str)
+        and _canonical_uuid(raw.link_id)
+        and _canonical_uuid(raw.workspace_id)
     )
 
 
-def _at(event: Any) -> None:
-    _current_event.set(weakref.ref(event))
+def resume_offset(applied: int | None, sunk: int | None, committed: int | None) -> int | None:
+    """Where a partition's consumption starts, from its tables' own record: after the last offset
+    the sinks are known to have (the tables may be ahead: that stretch is replayed, idempotently),
+    or earlier at the committed offset (an operator rewinding the group to force a replay).
+    A committed offset ahead of that is not trusted. None: from the beginning (no state, or no
+    batch known to be sunk: everything is replayed; counts are rebuilt from the log)."""
+    if applied is None or sunk is None:
+        return None
+    start = min(sunk, applied) + 1
+    return start if committed is None else min(committed, start)
 
 
 @dataclass
 class DedupIndex:
-    """In-memory index (partition → [(ts, key)]) of the event-id table, to prune it by age.
-
-    Rebuilt from the table after each rebalance; only partitions present in the current batch
-    are pruned, because a delete must be written in the context of an event of that partition.
-    """
+    """In-memory index (partition → [(ts, key)]) of the event-id keys, to prune them by age.
+    Built from a partition's store when it is recovered."""
 
     by_partition: dict[int, list[tuple[float, str]]] = field(default_factory=dict)
-    built: bool = False
     last_prune: float = 0.0
-    size: int = 0
+
+    @property
+    def size(self) -> int:
+        return sum(len(entries) for entries in self.by_partition.values())
 
     def add(self, partition: int, ts: float, key: str) -> None:
         self.by_partition.setdefault(partition, []).append((ts, key))
-        self.size += 1
 
-    def reset(self) -> None:
-        self.by_partition.clear()
-        self.built = False
-        self.size = 0
+    def drop(self, partitions: list[int]) -> None:
+        for partition in partitions:
+            self.by_partition.pop(partition, None)
 
 
-def register(app: faust.App, res: WorkerResources) -> dict[str, Any]:
-    settings = res.settings
-    partitions = settings.topic_partitions
-    clicks_topic = raw_topic(app, res.topics.clicks_raw, partitions)
-    link_stats = app.Table("link_stats", partitions=partitions)
-    visitors = app.Table("link_visitors", partitions=partitions)
-    workspace_parts = app.Table("workspace_partition_totals", partitions=partitions)
-    # `{link_id}:{event_id}` -> [offset, ts, partition] of the first copy of each click.
-    event_ids = app.Table("click_event_ids", partitions=partitions)
-    # str(partition) -> last clicks.raw offset applied; written with the batch's other table
-    # writes, so after any crash it says exactly where the tables stand (see source_reader).
-    progress = app.Table("click_progress", partitions=partitions)
-    reader = SourceReader(settings.kafka_bootstrap, res.topics.clicks_raw)
-    dedup = DedupIndex()
-    limits: dict[str, LinkLimits] = {}
-    res.link_limits = limits
+@dataclass
+class SinkJob:
+    rows: list[tuple[int, int, EnrichedClick]]
+    touched: dict[str, LinkStats]
+    # Highest source offset per partition in the batch: committed once the sinks have it.
+    offsets: dict[int, int]
 
-    @app.agent(clicks_topic, name="clicks")
-    async def process_clicks(stream: faust.StreamT[bytes]) -> None:
-        await res.ensure_started()
-        async for events in stream.take_events(settings.sink_batch_size, within=settings.sink_batch_seconds):
-            await handle_batch(events)
 
-    async def handle_batch(events: Any) -> None:
+class ClickProcessor:
+    """One batch of raw clicks through dedup, counting, limits and the sinks."""
+
+    def __init__(self, res: WorkerResources, state: ClickState) -> None:
+        self.res = res
+        self.state = state
+        self.dedup = DedupIndex()
+        self.limits: dict[str, LinkLimits] = {}
+        res.link_limits = self.limits
+        # Highest offset per partition the sinks finished, not yet written to the tables.
+        self.sunk: dict[int, int] = {}
+
+    def index_partition(self, partition: int) -> None:
+        for key, value in self.state.scan(partition, EVENT):
+            self.dedup.add(partition, float(value[1]), key)
+
+    async def handle(self, records: list[tuple[int, int, bytes | None]]) -> SinkJob:
+        """Tables, limits and the live mirror for one batch of (partition, offset, value) records
+        in offset order per partition; returns what is left for the sinks."""
+        res, state = self.res, self.state
         touched: dict[str, LinkStats] = {}
-        link_event: dict[str, Any] = {}  # link -> an event of its partition (for reads/writes)
+        link_partition: dict[str, int] = {}
         dirty: set[str] = set()
         ws_state: dict[tuple[str, int], dict[str, int]] = {}
-        ws_dirty: dict[tuple[str, int], Any] = {}
-        new_visitors: dict[str, tuple[int, Any]] = {}
-        new_ids: dict[str, tuple[list[Any], Any]] = {}
+        ws_dirty: set[tuple[str, int]] = set()
+        new_visitors: dict[tuple[int, str], int] = {}
+        new_ids: dict[tuple[int, str], list[Any]] = {}
         rows: list[tuple[int, int, EnrichedClick]] = []
         fresh: list[EnrichedClick] = []
-        records, applied_upto, last_event = await with_gaps_filled(events)
-        for partition, offset, payload, event in records:
+        applied_upto: dict[int, int] = {}
+        enrich = res.enricher.enrich
+        # What the sink stage finished since the last batch becomes durable with this one.
+        for partition, offset in self.sunk.items():
+            if partition in state.partitions:
+                state.set(partition, SUNK, offset)
+        self.sunk.clear()
+        for partition, offset, payload in records:
+            applied_upto[partition] = offset
             try:
-                raw = RawClick.loads(payload)
+                raw = RawClick.loads(payload)  # type: ignore[arg-type]
             except (ValueError, TypeError, AttributeError):
                 raw = None
             if raw is None or not well_formed(raw):
@@ -145,74 +194,71 @@ def register(app: faust.App, res: WorkerResources) -> dict[str, Any]:
                 CLICKS_MALFORMED.inc()
                 log.warning("dropping malformed click partition=%s offset=%s", partition, offset)
                 continue
-            _at(event)
-            id_key = f"{raw.link_id}:{raw.event_id}"
-            seen = new_ids[id_key][0] if id_key in new_ids else event_ids.get(id_key)
+            link_id = raw.link_id
+            id_key = (partition, f"{EVENT}{link_id}:{raw.event_id}")
+            seen = new_ids[id_key] if id_key in new_ids else state.get(partition, id_key[1])
             if is_resent(seen[0] if seen else None, offset):
                 CLICKS_RESENT.inc()
                 continue
             if seen is None:
-                new_ids[id_key] = ([offset, raw.ts, partition], event)
-            visitor_key = f"{raw.link_id}:{raw.visitor_id}"
+                new_ids[id_key] = [offset, raw.ts]
+            visitor_key = (partition, f"{VISITOR}{link_id}:{raw.visitor_id}")
             first_seen = (
-                new_visitors[visitor_key][0] if visitor_key in new_visitors else visitors.get(visitor_key)
+                new_visitors[visitor_key]
+                if visitor_key in new_visitors
+                else state.get(partition, visitor_key[1])
             )
-            stats = touched.get(raw.link_id) or LinkStats.from_dict(link_stats.get(raw.link_id))
-            click = res.enricher.enrich(raw, is_unique=first_seen is None or first_seen == offset)
-            result = apply_click(
+            stats = touched.get(link_id)
+            if stats is None:  # this batch's own copy, counted in place
+                stats = touched[link_id] = LinkStats.from_dict(state.get(partition, STATS + link_id))
+                link_partition[link_id] = partition
+            is_unique = first_seen is None or first_seen == offset
+            click = enrich(raw, is_unique=is_unique)
+            applied = count_click(
                 stats,
                 offset,
-                first_seen_offset=first_seen,
+                is_unique=is_unique,
                 is_bot=click.is_bot,
                 is_preview=click.is_preview,
                 variant=variant_key(raw.rule_id, raw.variant),
                 source=source_key(raw.kind, raw.qr_code_id, raw.bio_link_id),
             )
-            touched[raw.link_id] = result.stats
-            link_event[raw.link_id] = event
             rows.append((partition, offset, click))
             ws_key = (raw.workspace_id, partition)
-            if ws_key not in ws_state:
-                ws_state[ws_key] = dict(
-                    workspace_parts.get(f"{raw.workspace_id}:{partition}") or {"count": 0, "offset": -1}
-                )
+            ws = ws_state.get(ws_key)
+            if ws is None:
+                ws = ws_state[ws_key] = state.get(partition, WORKSPACE + raw.workspace_id) or {
+                    "count": 0,
+                    "offset": -1,
+                }
             # The visitor index and the workspace share are checked on their own, not through the
             # link's "applied" flag: after a crash any subset of the batch's changelog writes may
-            # be durable, so each table must recognise a replay by itself.
+            # be durable, so each key must recognise a replay by itself.
             if first_seen is None:
-                new_visitors[visitor_key] = (offset, event)
-            ws = ws_state[ws_key]
+                new_visitors[visitor_key] = offset
             if offset > ws["offset"]:
                 ws_state[ws_key] = {"count": ws["count"] + 1, "offset": offset}
-                ws_dirty[ws_key] = event
-            if not result.applied:
+                ws_dirty.add(ws_key)
+            if not applied:
                 CLICKS_REPLAYED.inc()
                 continue
-            dirty.add(raw.link_id)
+            dirty.add(link_id)
             fresh.append(click)
-        dirty |= await until_written("postgres_limits", lambda: enforce_limits(touched))
-        # One table write per key for the whole batch, each in the context of an event of its
-        # partition; a crash before they are durable simply replays the batch.
-        for id_key, (value, event) in new_ids.items():
-            _at(event)
-            event_ids[id_key] = value
-            dedup.add(value[2], value[1], id_key)
-        for visitor_key, (offset, event) in new_visitors.items():
-            _at(event)
-            visitors[visitor_key] = offset
+        dirty |= await until_written("postgres_limits", lambda: self.enforce_limits(touched))
+        # One write per key for the whole batch; a crash before they are durable replays it.
+        for (partition, key), value in new_ids.items():
+            state.set(partition, key, value)
+            self.dedup.add(partition, value[1], key)
+        for (partition, key), offset in new_visitors.items():
+            state.set(partition, key, offset)
         for link_id in dirty:
-            _at(link_event[link_id])
-            link_stats[link_id] = touched[link_id].to_dict()
-        for (workspace_id, partition), event in ws_dirty.items():
-            _at(event)
-            workspace_parts[f"{workspace_id}:{partition}"] = ws_state[(workspace_id, partition)]
+            state.set(link_partition[link_id], STATS + link_id, touched[link_id].to_dict())
+        for workspace_id, partition in ws_dirty:
+            state.set(partition, WORKSPACE + workspace_id, ws_state[(workspace_id, partition)])
         for partition, offset in applied_upto.items():
-            _at(last_event[partition])
-            progress[str(partition)] = offset
-        prune_event_ids(events)
-        _current_event.set(None)
-        # Faust does not tie changelog writes to the source offset it commits: wait for them.
-        await app.producer.flush()
+            state.set(partition, PROGRESS, offset)
+        self.prune_event_ids(list(applied_upto))
+        await until_written("changelog", state.flush)
         # The live mirror comes first, so the live path does not wait for the sinks. It needs
         # nothing from them: its counters are absolute values of the tables just made durable, for
         # every link and workspace share the batch touched, replays included (a replay rewrites
@@ -224,12 +270,17 @@ def register(app: faust.App, res: WorkerResources) -> dict[str, Any]:
         now = time.time()
         for click in fresh:
             FRESHNESS.observe(max(0.0, now - click.ts))
-        # The sinks recognise replays by their own contents (ClickHouse: offsets up to its stored
-        # maximum per partition; PostgreSQL: ON CONFLICT, GREATEST counters), never by Redis, and
-        # `rows` holds replayed clicks too: a crash after the mirror still gets every row into
-        # both when the batch is replayed.
-        # Each store is retried until it has the batch: Faust acks a batch when this body ends,
-        # whether it returned or raised, so giving up here would lose the rows for that store.
+        AGENT_EVENTS.labels("clicks").inc(len(records))
+        DEDUP_SIZE.set(self.dedup.size)
+        return SinkJob(rows, touched, applied_upto)
+
+    async def sink(self, job: SinkJob) -> None:
+        """The batch into ClickHouse and PostgreSQL. The sinks recognise replays by their own
+        contents (ClickHouse: offsets up to its stored maximum per partition; PostgreSQL: ON
+        CONFLICT, GREATEST counters), never by Redis, and `rows` holds replayed clicks too: a crash
+        after the mirror still gets every row into both when the batch is replayed. Each store is
+        retried until it has the batch: its offsets are committed only after this returns."""
+        res, rows, touched = self.res, job.rows, job.touched
         if rows:
             started = time.perf_counter()
             written = await until_written("clickhouse", lambda: res.ch_sink.write(rows))
@@ -239,47 +290,14 @@ def register(app: faust.App, res: WorkerResources) -> dict[str, Any]:
             await until_written("postgres", lambda: res.pg_sink.write(clicks))
         await until_written("postgres_counters", lambda: res.pg_sink.write_counters(touched))
         CLICKS_PROCESSED.inc(len(rows))
-        AGENT_EVENTS.labels("clicks").inc(len(events))
-        DEDUP_SIZE.set(dedup.size)
+        for partition, offset in job.offsets.items():
+            self.sunk[partition] = max(offset, self.sunk.get(partition, -1))
 
-    async def with_gaps_filled(
-        events: Any,
-    ) -> tuple[list[tuple[int, int, bytes, Any]], dict[int, int], dict[int, Any]]:
-        """The batch as (partition, offset, value, context event) records, with any offsets the
-        consumer skipped since the last applied one read back from the topic and put first.
-        Also returns the highest offset per partition and an event of each partition."""
-        records: list[tuple[int, int, bytes, Any]] = []
-        upto: dict[int, int] = {}
-        last_event: dict[int, Any] = {}
-        for event in events:
-            partition, offset = event.message.partition, event.message.offset
-            if partition not in upto:
-                _at(event)
-                applied = progress.get(str(partition))
-                upto[partition] = -1 if applied is None else int(applied)
-            expected = upto[partition] + 1
-            if offset > expected:
-                missing = await reader.read(partition, expected, offset)
-                if missing:
-                    GAP_RECORDS.inc(len(missing))
-                    log.warning(
-                        "consumer skipped %s[%s] offsets %s..%s; applying %s records read back",
-                        res.topics.clicks_raw,
-                        partition,
-                        expected,
-                        offset - 1,
-                        len(missing),
-                    )
-                records.extend((partition, o, v, event) for o, v in missing)
-            records.append((partition, offset, event.value, event))
-            upto[partition] = max(upto[partition], offset)
-            last_event[partition] = event
-        return records, upto, last_event
-
-    async def enforce_limits(touched: dict[str, LinkStats]) -> set[str]:
+    async def enforce_limits(self, touched: dict[str, LinkStats]) -> set[str]:
         """Emit `exhausted` once for links whose total reached max_clicks (PostgreSQL decides
         "once": the marker column and the outbox row change in one transaction). Returns the
         links whose stats changed (exhausted_emitted set)."""
+        res, limits = self.res, self.limits
         changed: set[str] = set()
         now = time.monotonic()
         stale = [k for k in touched if k not in limits or now - limits[k].loaded_at > LIMITS_TTL_SECONDS]
@@ -298,46 +316,217 @@ def register(app: faust.App, res: WorkerResources) -> dict[str, Any]:
                 changed.add(link_id)
         return changed
 
-    def prune_event_ids(events: Any) -> None:
+    def prune_event_ids(self, partitions: list[int]) -> None:
+        """Forget event ids older than the retention, at most once a minute."""
         now = time.time()
-        _current_event.set(None)
-        if not dedup.built:
-            for key, value in event_ids.items():
-                dedup.add(int(value[2]), float(value[1]), key)
-            dedup.built = True
-        if now - dedup.last_prune < DEDUP_PRUNE_INTERVAL:
+        if now - self.dedup.last_prune < DEDUP_PRUNE_INTERVAL:
             return
-        dedup.last_prune = now
+        self.dedup.last_prune = now
         cutoff = now - DEDUP_RETENTION_SECONDS
-        batch_events = {e.message.partition: e for e in events}
-        for partition, event in batch_events.items():
-            entries = dedup.by_partition.get(partition, [])
+        for partition in partitions:
+            entries = self.dedup.by_partition.get(partition, [])
             entries.sort()
             expired = 0
-            _at(event)
             for ts, key in entries:
                 if ts >= cutoff:
                     break
-                del event_ids[key]
+                self.state.delete(partition, key)
                 expired += 1
-            dedup.by_partition[partition] = entries[expired:]
-            dedup.size -= expired
+            self.dedup.by_partition[partition] = entries[expired:]
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, consumer: ClickConsumer) -> None:
+        self.owner = consumer
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        await self.owner.revoked()
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        await self.owner.assigned(assigned)
+
+
+class ClickConsumer:
+    """Reads `clicks.raw` in batches for the partitions the group gives this worker."""
+
+    def __init__(self, res: WorkerResources, datadir: Path) -> None:
+        settings = res.settings
+        self.res = res
+        self.topic = res.topics.clicks_raw
+        self.group = f"{settings.namespace}-clicks"
+        self.batch_size = settings.sink_batch_size
+        self.batch_seconds = settings.sink_batch_seconds
+        self.state = ClickState(settings.kafka_bootstrap, res.topics.clicks_state, datadir)
+        self.processor = ClickProcessor(res, self.state)
+        self.consumer: AIOKafkaConsumer | None = None
+        # Held while a batch is collected and processed; a rebalance waits for it.
+        self.lock = asyncio.Lock()
+        self.owned: set[int] = set()
+        self.sink_queue: asyncio.Queue[SinkJob] = asyncio.Queue(maxsize=1)
+
+    async def run(self) -> None:
+        await self.res.ensure_started()
+        partitions = self.res.settings.topic_partitions
+        await ensure_topics(
+            self.res.settings.kafka_bootstrap,
+            {self.topic: partitions, self.res.topics.clicks_state: partitions},
+            configs={self.res.topics.clicks_state: {"cleanup.policy": "compact"}},
+        )
+        consumer = self.consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.res.settings.kafka_bootstrap,
+            group_id=self.group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+            session_timeout_ms=SESSION_TIMEOUT_MS,
+            heartbeat_interval_ms=HEARTBEAT_INTERVAL_MS,
+            rebalance_timeout_ms=REBALANCE_TIMEOUT_MS,
+        )
+        consumer.subscribe([self.topic], listener=_Rebalance(self))
+        await consumer.start()
+        # Two stages: while the sinks write one batch, the next goes through the tables and the
+        # mirror (ClickHouse inserts run on their own thread). Batches reach the sinks, and their
+        # offsets the group, in order.
+        sinks = asyncio.create_task(self._sink_stage(consumer))
+        try:
+            while True:
+                async with self.lock:
+                    records = await self._collect(consumer)
+                    if records:
+                        job = await self.processor.handle(records)
+                        await self.sink_queue.put(job)
+                if sinks.done():
+                    await sinks  # raises what stopped it
+                # Let a waiting rebalance take the lock between batches.
+                await asyncio.sleep(0)
+        finally:
+            sinks.cancel()
+            await asyncio.gather(sinks, return_exceptions=True)
+            self.sink_queue = asyncio.Queue(maxsize=1)
+            self.consumer = None
+            await consumer.stop()
+            await self.state.close()
+
+    async def _sink_stage(self, consumer: AIOKafkaConsumer) -> None:
+        while True:
+            job = await self.sink_queue.get()
+            try:
+                await self.processor.sink(job)
+                await self._commit(consumer, job.offsets)
+            finally:
+                self.sink_queue.task_done()
+
+    async def _collect(self, consumer: AIOKafkaConsumer) -> list[tuple[int, int, bytes | None]]:
+        """Up to batch_size records: waits up to 1 s for the first, then takes what keeps arriving
+        within FOLLOW_UP_MS, for at most batch_seconds."""
+        loop = asyncio.get_running_loop()
+        records: list[tuple[int, int, bytes | None]] = []
+        fetched = await consumer.getmany(timeout_ms=1000, max_records=self.batch_size)
+        deadline = loop.time() + self.batch_seconds
+        while fetched:
+            owned = self.owned
+            for tp, messages in fetched.items():
+                if tp.partition in owned:
+                    records.extend((tp.partition, m.offset, m.value) for m in messages)
+            room = self.batch_size - len(records)
+            if room <= 0 or loop.time() >= deadline:
+                break
+            fetched = await consumer.getmany(timeout_ms=FOLLOW_UP_MS, max_records=room)
+        # Offset order per partition (getmany keeps it; this makes it a checked property).
+        records.sort(key=itemgetter(0, 1))
+        return records
+
+    async def _commit(self, consumer: AIOKafkaConsumer, upto: dict[int, int]) -> None:
+        offsets = {TopicPartition(self.topic, p): offset + 1 for p, offset in upto.items()}
+        try:
+            await consumer.commit(offsets)
+        except KafkaError as exc:
+            # Not a loss: the next owner resumes from the tables' own offsets (see resume_offset).
+            log.warning("click offsets not committed error=%r", exc)
+        for tp in offsets:
+            try:
+                highwater = consumer.highwater(tp)
+            except (AssertionError, KeyError, ValueError):
+                continue
+            if highwater is not None:
+                CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(max(0, highwater - offsets[tp]))
+
+    async def revoked(self) -> None:
+        async with self.lock:  # the batch in flight finishes first, then the sinks catch up
+            await self.sink_queue.join()
+            self.state.discard_pending()
+            self.res.ch_sink.forget_partitions()
+            self.owned = set()
+
+    async def assigned(self, assigned: list[TopicPartition]) -> None:
+        consumer = self.consumer
+        assert consumer is not None
+        partitions = sorted(tp.partition for tp in assigned if tp.topic == self.topic)
+        async with self.lock:
+            # The stores are rebuilt from the changelog at every assignment: another worker may
+            # have owned a partition meanwhile. (Only the changed part would need reading with a
+            # stable assignor; this keeps ownership changes obviously safe.)
+            self.state.release([p for p in list(self.state.partitions) if p not in partitions])
+            self.processor.dedup.drop(list(self.processor.dedup.by_partition))
+            await self.state.recover(partitions)
+            for partition in partitions:
+                self.processor.index_partition(partition)
+            tps = [TopicPartition(self.topic, p) for p in partitions]
+            committed = {tp: await consumer.committed(tp) for tp in tps}
+            self.processor.sunk.clear()
+            for tp in tps:
+                applied = self.state.get(tp.partition, PROGRESS)
+                sunk = self.state.get(tp.partition, SUNK)
+                start = resume_offset(applied, sunk, committed[tp])
+                behind = (committed[tp] or 0) - (start or 0)
+                if behind > 0:
+                    GAP_RECORDS.inc(behind)
+                    log.warning(
+                        "committed offset of %s[%s] is %s but the sinks have up to %s (tables: %s); "
+                        "re-reading %s records",
+                        self.topic, tp.partition, committed[tp], sunk, applied, behind,
+                    )  # fmt: skip
+                if start is None:
+                    await consumer.seek_to_beginning(tp)
+                else:
+                    consumer.seek(tp, start)
+            self.owned = set(partitions)
+            DEDUP_SIZE.set(self.processor.dedup.size)
+
+
+def register(app: faust.App, res: WorkerResources) -> dict[str, Any]:
+    datadir = Path(app.conf.datadir) / "click_state"
+    clicks = ClickConsumer(res, datadir)
+
+    running: list[asyncio.Task[None]] = []
+
+    @app.task
+    async def click_consumer() -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        running.append(task)
+        await until_stopped(clicks.run)
 
     @app.on_before_shutdown.connect
-    async def _close_reader(sender: object, **kwargs: object) -> None:
-        await reader.close()
+    async def _stop_click_consumer(sender: object, **kwargs: object) -> None:
+        # Leave the group before exiting (the consumer's `finally`), so the next worker is given
+        # the partitions at once instead of after the session timeout.
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
 
-    @app.on_partitions_revoked.connect
-    async def _forget_dedup_index(sender: object, *args: object, **kwargs: object) -> None:
-        dedup.reset()
+    return {"consumer": clicks, "state": clicks.state, "processor": clicks.processor}
 
-    return {
-        "topic": clicks_topic,
-        "agent": process_clicks,
-        "link_stats": link_stats,
-        "visitors": visitors,
-        "workspace_parts": workspace_parts,
-        "event_ids": event_ids,
-        "progress": progress,
-        "reader": reader,
-    }
+
+async def until_stopped(run: Callable[[], Any]) -> None:
+    """Run the consumer; an unexpected error restarts it after a pause (its state is rebuilt on
+    assignment, so a restart loses nothing) instead of leaving the worker up but idle."""
+    while True:
+        try:
+            await run()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("click consumer failed; restarting in 1 s")
+            await asyncio.sleep(1.0)

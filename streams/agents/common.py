@@ -10,13 +10,16 @@ from typing import Any, TypeVar
 
 import faust
 import orjson
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 WRITE_RETRIES = Counter(
     "linkrift_agent_write_retries_total", "Agent writes retried after an error", ["target"]
+)
+CONSUMER_LAG = Gauge(
+    "linkrift_consumer_lag", "Messages not yet committed per partition", ["topic", "partition"]
 )
 RETRY_MAX_SECONDS = 5.0
 

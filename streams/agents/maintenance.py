@@ -9,12 +9,13 @@ from datetime import timedelta
 
 import asyncpg
 import faust
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter
 
 from engine.db.partitions import drop_old_click_partitions, ensure_click_partitions
 from engine.domains.repository import recheck_domains
 from engine.domains.verification import TxtVerifier
 from engine.links.enforcement import emit_expired
+from streams.agents.common import CONSUMER_LAG
 from streams.resources import WorkerResources
 
 log = logging.getLogger(__name__)
@@ -24,9 +25,6 @@ EXPIRY_INTERVAL_SECONDS = 1.0
 LAG_INTERVAL_SECONDS = 2.0
 MONTHS_AHEAD = 2
 
-CONSUMER_LAG = Gauge(
-    "linkrift_consumer_lag", "Messages not yet committed per partition", ["topic", "partition"]
-)
 EXPIRED = Counter("linkrift_links_expired_total", "expired events emitted by this worker")
 _PG_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
 

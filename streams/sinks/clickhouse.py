@@ -13,6 +13,7 @@ import hashlib
 import logging
 from dataclasses import fields
 from datetime import UTC, datetime
+from operator import attrgetter, itemgetter
 from typing import Any
 
 from clickhouse_connect.driver.client import Client
@@ -23,22 +24,19 @@ from engine.naming import CH_CLICKS
 
 log = logging.getLogger(__name__)
 
-_BOOL_FIELDS = {"is_unique", "is_bot", "is_preview"}
 _FIELDS = [f.name for f in fields(EnrichedClick) if f.name != "ts"]
 COLUMNS = ["clicked_at", *_FIELDS, "kafka_partition", "kafka_offset"]
 
 
+_values = attrgetter(*_FIELDS)
+
+
 def to_row(click: EnrichedClick, partition: int, offset: int) -> list[Any]:
-    row: list[Any] = [datetime.fromtimestamp(click.ts, UTC)]
-    for name in _FIELDS:
-        value = getattr(click, name)
-        row.append(int(value) if name in _BOOL_FIELDS else value)
-    row.extend((partition, offset))
-    return row
+    # Booleans go in as they are: bool is an int, which is what the UInt8 columns take.
+    return [datetime.fromtimestamp(click.ts, UTC), *_values(click), partition, offset]
 
 
-def _position(row: tuple[int, int, EnrichedClick]) -> tuple[int, int]:
-    return row[0], row[1]
+_position = itemgetter(0, 1)
 
 
 def _max_offset(client: Client, partition: int) -> int:

@@ -15,9 +15,6 @@ import aiohttp
 import asyncpg
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer
-from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
-from aiokafka.errors import CommitFailedError, InconsistentGroupProtocolError
 
 from engine.bio import repository as bio_repository
 from engine.clicks.models import RawClick
@@ -31,6 +28,7 @@ from tests.pipeline_fixtures import (
     HUMAN_UA,
     PARTITIONS,
     Pipeline,
+    commit_click_offsets,
     make_links,
     pipeline,  # noqa: F401 - fixture
     raw_click,
@@ -94,43 +92,6 @@ async def _processed(p: Pipeline, clicks: Iterable[RawClick]) -> None:
     assert await wait_until(stored, within=60), p.worker.log_tail()
 
 
-class _WorkerProtocol(RoundRobinPartitionAssignor):
-    """Joins under the worker's protocol name: tansu keeps a group's protocol after its members
-    left and refuses members of another one (and commits from outside the group)."""
-
-    name = "faust"
-
-
-async def _rewind_group(p: Pipeline) -> None:
-    """Commit offset 0 on every clicks.raw partition while the worker is stopped, as a member of
-    its consumer group: the restarted worker then reads every click again."""
-
-    async def rewound() -> bool:
-        consumer = AIOKafkaConsumer(
-            p.topics.clicks_raw,
-            bootstrap_servers=p.bootstrap,
-            group_id=f"{p.namespace}-worker",
-            enable_auto_commit=False,
-            session_timeout_ms=6000,
-            heartbeat_interval_ms=500,
-            partition_assignment_strategy=(_WorkerProtocol,),
-        )
-        try:
-            await consumer.start()
-            await consumer.getmany(timeout_ms=500)
-            tps = consumer.assignment()
-            if len(tps) < PARTITIONS:
-                return False
-            await consumer.commit({tp: 0 for tp in tps})
-            return all([await consumer.committed(tp) == 0 for tp in tps])
-        except (InconsistentGroupProtocolError, CommitFailedError):
-            return False
-        finally:
-            await consumer.stop()
-
-    assert await wait_until(rewound, within=45, interval=0.5)
-
-
 async def test_scan_and_bio_click_counts_are_exact_under_resends_and_replay(pipeline: Pipeline) -> None:  # noqa: F811
     p = pipeline
     link1, link2 = await make_links(p.database_url, 1, 2)
@@ -179,7 +140,7 @@ async def test_scan_and_bio_click_counts_are_exact_under_resends_and_replay(pipe
     await p.worker.stop()
     await p.pg("UPDATE qr_codes SET scan_count = 0")
     await p.pg("UPDATE bio_page_links SET click_count = 0")
-    await _rewind_group(p)
+    await commit_click_offsets(p, {n: 0 for n in range(PARTITIONS)})
     await p.worker.start()
     await _processed(p, [scan(link1, qr_a, "after"), bio(b2, ws, "after")])
     expected |= {qr_a: 8, b2: 3}
