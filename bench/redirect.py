@@ -262,7 +262,7 @@ def _profile(url: str, pids: list[int], args: argparse.Namespace, out_dir: Path)
         console.print("[red]py-spy recorded no samples[/red]")
         return
     for title, counter in (("self time", own), ("inclusive time", inclusive)):
-        table = Table(title=f"api profile on the rules link, {title} ({total:,} samples while busy)")
+        table = Table(title=f"api profile on the {args.profile_link} link, {title} ({total:,} samples while busy)")
         table.add_column("function")
         table.add_column("share", justify="right")
         # Frames on every stack (the event loop, run_app) say nothing; list what is below them.
@@ -329,7 +329,7 @@ async def run(args: argparse.Namespace) -> None:
             console.print(_table("one process each", one))
             console.print(f"tansu (receiving every click) used {tansu_cores:.2f} cores on average meanwhile")
             if args.profile:
-                _profile(f"{base}/{codes['rules']}", [api.pid], args, work)
+                _profile(f"{base}/{codes[args.profile_link]}", [api.pid], args, work)
             api.stop()
             bare.stop()
             if old is not None:
@@ -393,6 +393,9 @@ def main() -> None:
         "--profile", action="store_true", help="py-spy the api during an extra rules-link run"
     )
     parser.add_argument("--profile-top", type=int, default=25)
+    parser.add_argument(
+        "--profile-link", choices=("plain", "utm", "rules"), default="rules", help="link the --profile run uses"
+    )
     parser.add_argument(
         "--baseline-tree", help="also measure a `linkrift api` run from this source tree (before/after)"
     )

@@ -18,7 +18,7 @@ import signal
 import stat
 import subprocess
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -148,7 +148,7 @@ async def kafka_ready(bootstrap: str, request_timeout: float = 2.0) -> bool:
 
 
 class TansuBroker(_SpawnedService):
-    """A tansu broker (memory storage) on 127.0.0.1; data is gone when it stops."""
+    """A tansu broker on 127.0.0.1; with its default memory storage, data is gone when it stops."""
 
     name = "kafka"
 
@@ -159,8 +159,14 @@ class TansuBroker(_SpawnedService):
         port: int | None = None,
         binary: str | None = None,
         advertised: str | None = None,
+        storage: str = "memory://tansu/",
+        env: Mapping[str, str] | None = None,
     ) -> None:
         self.port = port or free_port()
+        # memory:// by default (gone with the process); s3://bucket/ with `env` naming the S3
+        # endpoint keeps records and group offsets across restarts (tests of a broker restart).
+        self.storage = storage
+        self.extra_env = dict(env or {})
         # host:port clients are told to connect to (a proxy in front of the broker, in tests
         # that cut the network); the listener itself by default.
         self.advertised = advertised
@@ -193,7 +199,7 @@ class TansuBroker(_SpawnedService):
             binary, "broker",
             "--listener-url", listener,
             "--advertised-listener-url", advertised,
-            "--storage-engine", "memory://tansu/",
+            "--storage-engine", self.storage,
         ]  # fmt: skip
 
     async def start(self, ready_within: float = 15.0) -> Self:
@@ -202,6 +208,7 @@ class TansuBroker(_SpawnedService):
             raise ServiceStartError(f"port {self.port} already in use; cannot start tansu there")
         # Explicit flags win over tansu's env vars (LISTENER_URL, STORAGE_ENGINE...), but drop them anyway.
         env = {k: v for k, v in os.environ.items() if k not in ("LISTENER_URL", "STORAGE_ENGINE")}
+        env.update(self.extra_env)
         began = time.monotonic()
         self.process = ManagedProcess("tansu", self._argv(), log_dir=self.log_dir, env=env).start()
         await _await_ready(
@@ -220,7 +227,8 @@ class TansuBroker(_SpawnedService):
             self.process.kill()
 
     async def restart(self, ready_within: float = 15.0) -> Self:
-        """Stop (if running) and start again on the same port; topics and data start empty."""
+        """Stop (if running) and start again on the same port; with memory storage, topics and
+        data start empty."""
         if self.alive:
             await asyncio.to_thread(self.stop)
         return await self.start(ready_within)
