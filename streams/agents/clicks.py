@@ -78,6 +78,7 @@ FETCH_MAX_WAIT_MS = 100
 SESSION_TIMEOUT_MS = 3000
 HEARTBEAT_INTERVAL_MS = 500
 REBALANCE_TIMEOUT_MS = 5000
+COMMIT_TIMEOUT_SECONDS = 2.0
 
 # Key prefixes in a partition's store (streams.click_state); the partition is implicit.
 STATS = "s:"  # s:{link_id} -> LinkStats dict
@@ -359,10 +360,15 @@ class ClickConsumer:
         self.state = ClickState(settings.kafka_bootstrap, res.topics.clicks_state, datadir)
         self.processor = ClickProcessor(res, self.state)
         self.consumer: AIOKafkaConsumer | None = None
-        # Held while a batch is collected and processed; a rebalance waits for it.
+        # Held while a batch is processed; a rebalance waits for it.
         self.lock = asyncio.Lock()
         self.owned: set[int] = set()
+        self.generation = 0  # assignments seen; a batch collected across one is dropped
+        # Per owned partition, the next offset the tables expect (None: from the beginning).
+        self.next_offsets: dict[int, int | None] = {}
         self.sink_queue: asyncio.Queue[SinkJob] = asyncio.Queue(maxsize=1)
+        # Highest offset per partition the sinks finished, not yet committed to the group.
+        self.to_commit: dict[int, int] = {}
 
     async def run(self) -> None:
         await self.res.ensure_started()
@@ -391,15 +397,24 @@ class ClickConsumer:
         sinks = asyncio.create_task(self._sink_stage(consumer))
         try:
             while True:
+                # Not under the lock: aiokafka's getmany waits for a rebalance in progress to end,
+                # and the rebalance waits for the lock (our revoke callback). Records collected
+                # across a reassignment are dropped: the partitions were sought to their resume
+                # offsets, and they are read again from there in order.
+                generation = self.generation
+                records = await self._collect(consumer)
                 async with self.lock:
-                    records = await self._collect(consumer)
-                    if records:
+                    if generation != self.generation:
+                        await self._rewind(consumer)
+                    elif records:
                         job = await self.processor.handle(records)
                         await self.sink_queue.put(job)
+                        for partition, offset, _ in records:
+                            self.next_offsets[partition] = offset + 1
                 if sinks.done():
                     await sinks  # raises what stopped it
-                # Let a waiting rebalance take the lock between batches.
-                await asyncio.sleep(0)
+                # Outside the lock: a commit can wait on a rebalance, which waits for the lock.
+                await self._commit(consumer)
         finally:
             sinks.cancel()
             await asyncio.gather(sinks, return_exceptions=True)
@@ -408,12 +423,24 @@ class ClickConsumer:
             await consumer.stop()
             await self.state.close()
 
+    async def _rewind(self, consumer: AIOKafkaConsumer) -> None:
+        """Position every owned partition at the next offset its tables expect (what an
+        assignment sought to, as nothing was processed since), dropping what was fetched."""
+        for partition in self.owned:
+            tp = TopicPartition(self.topic, partition)
+            start = self.next_offsets.get(partition)
+            if start is None:
+                await consumer.seek_to_beginning(tp)
+            else:
+                consumer.seek(tp, start)
+
     async def _sink_stage(self, consumer: AIOKafkaConsumer) -> None:
         while True:
             job = await self.sink_queue.get()
             try:
                 await self.processor.sink(job)
-                await self._commit(consumer, job.offsets)
+                for partition, offset in job.offsets.items():
+                    self.to_commit[partition] = max(offset, self.to_commit.get(partition, -1))
             finally:
                 self.sink_queue.task_done()
 
@@ -437,12 +464,17 @@ class ClickConsumer:
         records.sort(key=itemgetter(0, 1))
         return records
 
-    async def _commit(self, consumer: AIOKafkaConsumer, upto: dict[int, int]) -> None:
-        offsets = {TopicPartition(self.topic, p): offset + 1 for p, offset in upto.items()}
+    async def _commit(self, consumer: AIOKafkaConsumer) -> None:
+        """Commit what the sinks finished. The group offset is only a hint here (resume_offset
+        goes by the tables' own record) and what operators see as lag, so a commit that fails or
+        hangs in a rebalance is given up after COMMIT_TIMEOUT_SECONDS."""
+        if not self.to_commit:
+            return
+        offsets = {TopicPartition(self.topic, p): offset + 1 for p, offset in self.to_commit.items()}
+        self.to_commit = {}
         try:
-            await consumer.commit(offsets)
-        except KafkaError as exc:
-            # Not a loss: the next owner resumes from the tables' own offsets (see resume_offset).
+            await asyncio.wait_for(consumer.commit(offsets), COMMIT_TIMEOUT_SECONDS)
+        except (KafkaError, TimeoutError) as exc:
             log.warning("click offsets not committed error=%r", exc)
         for tp in offsets:
             try:
@@ -455,13 +487,16 @@ class ClickConsumer:
     async def revoked(self) -> None:
         async with self.lock:  # the batch in flight finishes first, then the sinks catch up
             await self.sink_queue.join()
+            self.to_commit = {}
             self.state.discard_pending()
             self.res.ch_sink.forget_partitions()
             self.owned = set()
+            self.generation += 1
 
     async def assigned(self, assigned: list[TopicPartition]) -> None:
         consumer = self.consumer
-        assert consumer is not None
+        if consumer is None:  # stopping: the consumer is leaving the group
+            return
         partitions = sorted(tp.partition for tp in assigned if tp.topic == self.topic)
         async with self.lock:
             # The stores are rebuilt from the changelog at every assignment: another worker may
@@ -475,6 +510,7 @@ class ClickConsumer:
             tps = [TopicPartition(self.topic, p) for p in partitions]
             committed = {tp: await consumer.committed(tp) for tp in tps}
             self.processor.sunk.clear()
+            self.next_offsets = {}
             for tp in tps:
                 applied = self.state.get(tp.partition, PROGRESS)
                 sunk = self.state.get(tp.partition, SUNK)
@@ -487,11 +523,13 @@ class ClickConsumer:
                         "re-reading %s records",
                         self.topic, tp.partition, committed[tp], sunk, applied, behind,
                     )  # fmt: skip
+                self.next_offsets[tp.partition] = start
                 if start is None:
                     await consumer.seek_to_beginning(tp)
                 else:
                     consumer.seek(tp, start)
             self.owned = set(partitions)
+            self.generation += 1
             DEDUP_SIZE.set(self.processor.dedup.size)
 
 

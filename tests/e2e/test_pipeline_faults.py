@@ -6,10 +6,13 @@ import asyncio
 import random
 import time
 from collections import Counter, defaultdict
+from pathlib import Path
 
+import aiohttp
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from cli.procs import free_port
 from engine.clicks.models import RawClick
 from engine.naming import CLICK_STREAM_MAXLEN
 from tests.pipeline_fixtures import (
@@ -17,6 +20,7 @@ from tests.pipeline_fixtures import (
     HUMAN_UA,
     PARTITIONS,
     Pipeline,
+    WorkerProcess,
     commit_click_offsets,
     make_links,
     pipeline,  # noqa: F401 - fixture
@@ -175,3 +179,102 @@ async def test_group_offset_ahead_of_the_tables_is_caught_up_from_the_topic(pipe
         n = total[link["id"]]
         assert await p.ch_count(link["id"]) == {"rows": n, "distinct_events": n}
     assert "re-reading" in p.worker.log_tail(400)
+
+
+async def _owned_partitions(worker: WorkerProcess) -> float | None:
+    """The click-state partitions a worker holds (its `linkrift_click_state_partitions` gauge)."""
+    try:
+        async with aiohttp.ClientSession() as session, session.get(f"{worker.url}/metrics") as resp:
+            text = await resp.text()
+    except (aiohttp.ClientError, OSError):
+        return None
+    for line in text.splitlines():
+        if line.startswith("linkrift_click_state_partitions "):
+            return float(line.split()[1])
+    return None
+
+
+async def test_two_workers_hand_partitions_over_and_back(pipeline: Pipeline, tmp_path: Path) -> None:  # noqa: F811
+    """Two workers share clicks.raw; one is SIGKILLed during traffic (the other takes its
+    partitions, recovering their state from the changelog) and started again (the group gives
+    them back). Redis, PostgreSQL and the link counters end exact. (Each worker has its own
+    embedded chDB directory, which one process owns, so ClickHouse is checked by the other tests.)"""
+    p = pipeline
+    second_env = dict(p.worker.env)
+    second_port = free_port()
+    second_env.update(
+        LINKRIFT_WORKER_PORT=str(second_port),
+        LINKRIFT_DATA_DIR=str(tmp_path / "data-b"),
+        CLICKHOUSE_URL=f"chdb://{tmp_path / 'clickhouse-b'}",
+    )
+    second = WorkerProcess(second_env, tmp_path / "logs-b", second_port)
+    await second.start()
+    try:
+
+        async def split() -> bool:
+            return (
+                await _owned_partitions(p.worker) == PARTITIONS / 2
+                and await _owned_partitions(second) == PARTITIONS / 2
+            )
+
+        assert await wait_until(split, within=30), (p.worker.log_tail(), second.log_tail())
+        links = await make_links(p.database_url, workspaces=2, links_per_workspace=4)
+        rng = random.Random(21)
+        clicks = [
+            raw_click(
+                rng.choice(links), visitor=f"v{rng.randrange(300)}", ua=HUMAN_UA, ts=time.time() + i / 1e4
+            )
+            for i in range(6000)
+        ]
+        total: Counter[str] = Counter(c.link_id for c in clicks)
+        visitors: dict[str, set[str]] = defaultdict(set)
+        for c in clicks:
+            visitors[c.link_id].add(c.visitor_id)
+        per_ws: Counter[str] = Counter(c.workspace_id for c in clicks)
+
+        async def produce() -> None:
+            for start in range(0, len(clicks), 50):  # ~500 clicks/s
+                await p.send(clicks[start : start + 50])
+                await asyncio.sleep(0.1)
+
+        async def took_over() -> bool:
+            return await _owned_partitions(p.worker) == PARTITIONS
+
+        producer = asyncio.create_task(produce())
+        try:
+            await asyncio.sleep(3)
+            second.kill()
+            assert await wait_until(took_over, within=30), p.worker.log_tail()
+            await second.start()
+            assert await wait_until(split, within=30), (p.worker.log_tail(), second.log_tail())
+            await producer
+        finally:
+            producer.cancel()
+
+        async def done() -> bool:
+            return await _total(p, links) >= len(clicks)
+
+        assert await wait_until(done, within=90), (
+            await _total(p, links),
+            p.worker.log_tail(),
+            second.log_tail(),
+        )
+        await asyncio.sleep(2)  # a double count would show now
+        for link in links:
+            assert await p.redis_counts(link["id"]) == (total[link["id"]], len(visitors[link["id"]])), link
+        for ws, n in per_ws.items():
+            assert await p.redis_workspace_total(ws) == n
+
+        async def pg_done() -> bool:
+            rows = await p.pg("SELECT count(*) AS n FROM clicks")
+            return rows[0]["n"] >= len(clicks)
+
+        assert await wait_until(pg_done, within=30)
+        rows = await p.pg("SELECT count(*) AS n, count(DISTINCT event_id) AS e FROM clicks")
+        assert (rows[0]["n"], rows[0]["e"]) == (len(clicks), len(clicks))
+        counters = await p.pg("SELECT id::text, total_clicks, unique_clicks FROM links")
+        assert {r["id"]: (r["total_clicks"], r["unique_clicks"]) for r in counters} == {
+            x["id"]: (total[x["id"]], len(visitors[x["id"]])) for x in links
+        }
+    finally:
+        await second.stop()
