@@ -13,6 +13,7 @@ import contextlib
 import sys
 import time
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -427,3 +428,35 @@ async def commit_click_offsets(p: Pipeline, offsets: Mapping[int, int]) -> None:
             await consumer.stop()
 
     assert await wait_until(committed, within=45, interval=0.5)
+
+
+@dataclass
+class GroundTruth:
+    """What a list of clicks must count to: per link (total, unique visitors), per workspace."""
+
+    per_link: dict[str, tuple[int, int]]
+    per_workspace: Counter[str]
+    clicks: int
+
+
+def ground_truth(clicks: Iterable[RawClick]) -> GroundTruth:
+    totals: Counter[str] = Counter()
+    visitors: dict[str, set[str]] = {}
+    workspaces: Counter[str] = Counter()
+    n = 0
+    for click in clicks:
+        n += 1
+        totals[click.link_id] += 1
+        visitors.setdefault(click.link_id, set()).add(click.visitor_id)
+        workspaces[click.workspace_id] += 1
+    return GroundTruth({k: (totals[k], len(visitors[k])) for k in totals}, workspaces, n)
+
+
+async def assert_postgres_exact(p: Pipeline, truth: GroundTruth, links: Iterable[Mapping[str, str]]) -> None:
+    """Every click once in `clicks`, and the links' counters equal to the truth."""
+    rows = await p.pg("SELECT count(*) AS n, count(DISTINCT event_id) AS e FROM clicks")
+    assert (rows[0]["n"], rows[0]["e"]) == (truth.clicks, truth.clicks)
+    counters = await p.pg("SELECT id::text, total_clicks, unique_clicks FROM links")
+    assert {r["id"]: (r["total_clicks"], r["unique_clicks"]) for r in counters} == {
+        x["id"]: truth.per_link.get(x["id"], (0, 0)) for x in links
+    }

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,8 @@ from tests.fakes.tcp_proxy import TcpProxy
 from tests.pipeline_fixtures import (
     GOOGLEBOT_UA,
     HUMAN_UA,
+    assert_postgres_exact,
+    ground_truth,
     make_links,
     raw_click,
     running_pipeline,
@@ -127,10 +128,7 @@ async def _clicks_through_an_outage(
                 )
                 for i in range(3000)
             ]
-            total: Counter[str] = Counter(c.link_id for c in clicks)
-            visitors: dict[str, set[str]] = defaultdict(set)
-            for c in clicks:
-                visitors[c.link_id].add(c.visitor_id)
+            truth = ground_truth(clicks)
 
             async def counted() -> int:
                 return sum([(await p.redis_counts(x["id"]))[0] for x in links])
@@ -163,18 +161,13 @@ async def _clicks_through_an_outage(
 
             assert await wait_until(done, within=120), (await counted(), worker.log_tail())
             # Redis is written before ClickHouse and PostgreSQL in each batch: wait for all of them.
-            await settled(p, {x["id"]: (total[x["id"]], len(visitors[x["id"]])) for x in links})
+            await settled(p, {x["id"]: truth.per_link.get(x["id"], (0, 0)) for x in links})
             await asyncio.sleep(2)  # a double count would show now
             assert emitter.depth() == 0
             for link in links:
-                n = total[link["id"]]
-                assert await p.redis_counts(link["id"]) == (n, len(visitors[link["id"]])), link
+                n, unique = truth.per_link.get(link["id"], (0, 0))
+                assert await p.redis_counts(link["id"]) == (n, unique), link
                 assert await p.ch_count(link["id"]) == {"rows": n, "distinct_events": n}
-            rows = await p.pg("SELECT count(*) AS n, count(DISTINCT event_id) AS e FROM clicks")
-            assert (rows[0]["n"], rows[0]["e"]) == (len(clicks), len(clicks))
-            counters = await p.pg("SELECT id::text, total_clicks, unique_clicks FROM links")
-            assert {r["id"]: (r["total_clicks"], r["unique_clicks"]) for r in counters} == {
-                x["id"]: (total[x["id"]], len(visitors[x["id"]])) for x in links
-            }
+            await assert_postgres_exact(p, truth, links)
         finally:
             await emitter.stop()

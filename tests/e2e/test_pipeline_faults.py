@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections import Counter, defaultdict
 from pathlib import Path
 
 import aiohttp
@@ -21,7 +20,9 @@ from tests.pipeline_fixtures import (
     PARTITIONS,
     Pipeline,
     WorkerProcess,
+    assert_postgres_exact,
     commit_click_offsets,
+    ground_truth,
     make_links,
     pipeline,  # noqa: F401 - fixture
     raw_click,
@@ -60,11 +61,8 @@ async def test_three_sigkills_during_20k_clicks_leave_exact_counts(pipeline: Pip
     stream = [
         c for _, c in sorted([*((float(i), c) for i, c in enumerate(clicks)), *resent], key=lambda t: t[0])
     ]
-    total: Counter[str] = Counter(c.link_id for c in clicks)
-    visitors: dict[str, set[str]] = defaultdict(set)
-    for c in clicks:
-        visitors[c.link_id].add(c.visitor_id)
-    per_ws: Counter[str] = Counter(c.workspace_id for c in clicks)
+    truth = ground_truth(clicks)
+    per_ws = truth.per_workspace
 
     async def produce() -> None:
         step = RATE // 10
@@ -101,7 +99,7 @@ async def test_three_sigkills_during_20k_clicks_leave_exact_counts(pipeline: Pip
     assert await wait_until(done, within=90), (await _total(p, links), p.worker.log_tail())
     drained = time.monotonic() - started
     # Redis is written before ClickHouse and PostgreSQL in each batch: wait for all of them.
-    expected = {x["id"]: (total[x["id"]], len(visitors[x["id"]])) for x in links}
+    expected = {x["id"]: truth.per_link[x["id"]] for x in links}
     await settled(p, expected, workspaces=per_ws)
     await asyncio.sleep(2)  # nothing more may arrive: over-counting would show now
     print(
@@ -110,8 +108,8 @@ async def test_three_sigkills_during_20k_clicks_leave_exact_counts(pipeline: Pip
         f"restart-to-resume seconds: {', '.join(f'{r:.1f}' for r in resumes)}"
     )
     for link in links:
-        assert await p.redis_counts(link["id"]) == (total[link["id"]], len(visitors[link["id"]])), link
-        n = total[link["id"]]
+        assert await p.redis_counts(link["id"]) == truth.per_link[link["id"]], link
+        n = truth.per_link[link["id"]][0]
         assert await p.ch_count(link["id"]) == {"rows": n, "distinct_events": n}
     for ws, n in per_ws.items():
         assert await p.redis_workspace_total(ws) == n
@@ -120,12 +118,7 @@ async def test_three_sigkills_during_20k_clicks_leave_exact_counts(pipeline: Pip
         feed = await p.redis.xrange(p.keys.click_feed(ws))
         ids = [fields[b"event_id"].decode() for _, fields in feed]
         assert len(ids) == n and set(ids) == {c.event_id for c in clicks if c.workspace_id == ws}
-    rows = await p.pg("SELECT count(*) AS n, count(DISTINCT event_id) AS e FROM clicks")
-    assert (rows[0]["n"], rows[0]["e"]) == (CLICKS, CLICKS)
-    counters = await p.pg("SELECT id::text, total_clicks, unique_clicks FROM links")
-    assert {r["id"]: (r["total_clicks"], r["unique_clicks"]) for r in counters} == {
-        x["id"]: (total[x["id"]], len(visitors[x["id"]])) for x in links
-    }
+    await assert_postgres_exact(p, truth, links)
     assert max(resumes) < RESUME_LIMIT_SECONDS, resumes
 
 
@@ -163,20 +156,17 @@ async def test_group_offset_ahead_of_the_tables_is_caught_up_from_the_topic(pipe
     assert sum(skipped[tp.partition] - before[tp] for tp in tps if tp.partition in skipped) > 150
     await commit_click_offsets(p, skipped)
     await p.worker.start()
-    total: Counter[str] = Counter(c.link_id for c in clicks)
-    visitors: dict[str, set[str]] = defaultdict(set)
-    for c in clicks:
-        visitors[c.link_id].add(c.visitor_id)
+    truth = ground_truth(clicks)
 
     assert await wait_until(lambda: counted(len(clicks)), within=60), (
         await _total(p, links),
         p.worker.log_tail(),
     )
-    await settled(p, {x["id"]: (total[x["id"]], len(visitors[x["id"]])) for x in links})
+    await settled(p, {x["id"]: truth.per_link.get(x["id"], (0, 0)) for x in links})
     await asyncio.sleep(1)
     for link in links:
-        assert await p.redis_counts(link["id"]) == (total[link["id"]], len(visitors[link["id"]]))
-        n = total[link["id"]]
+        assert await p.redis_counts(link["id"]) == truth.per_link.get(link["id"], (0, 0))
+        n = truth.per_link.get(link["id"], (0, 0))[0]
         assert await p.ch_count(link["id"]) == {"rows": n, "distinct_events": n}
     assert "re-reading" in p.worker.log_tail(400)
 
@@ -226,11 +216,7 @@ async def test_two_workers_hand_partitions_over_and_back(pipeline: Pipeline, tmp
             )
             for i in range(6000)
         ]
-        total: Counter[str] = Counter(c.link_id for c in clicks)
-        visitors: dict[str, set[str]] = defaultdict(set)
-        for c in clicks:
-            visitors[c.link_id].add(c.visitor_id)
-        per_ws: Counter[str] = Counter(c.workspace_id for c in clicks)
+        truth = ground_truth(clicks)
 
         async def produce() -> None:
             for start in range(0, len(clicks), 50):  # ~500 clicks/s
@@ -261,8 +247,8 @@ async def test_two_workers_hand_partitions_over_and_back(pipeline: Pipeline, tmp
         )
         await asyncio.sleep(2)  # a double count would show now
         for link in links:
-            assert await p.redis_counts(link["id"]) == (total[link["id"]], len(visitors[link["id"]])), link
-        for ws, n in per_ws.items():
+            assert await p.redis_counts(link["id"]) == truth.per_link.get(link["id"], (0, 0)), link
+        for ws, n in truth.per_workspace.items():
             assert await p.redis_workspace_total(ws) == n
 
         async def pg_done() -> bool:
@@ -270,11 +256,6 @@ async def test_two_workers_hand_partitions_over_and_back(pipeline: Pipeline, tmp
             return rows[0]["n"] >= len(clicks)
 
         assert await wait_until(pg_done, within=30)
-        rows = await p.pg("SELECT count(*) AS n, count(DISTINCT event_id) AS e FROM clicks")
-        assert (rows[0]["n"], rows[0]["e"]) == (len(clicks), len(clicks))
-        counters = await p.pg("SELECT id::text, total_clicks, unique_clicks FROM links")
-        assert {r["id"]: (r["total_clicks"], r["unique_clicks"]) for r in counters} == {
-            x["id"]: (total[x["id"]], len(visitors[x["id"]])) for x in links
-        }
+        await assert_postgres_exact(p, truth, links)
     finally:
         await second.stop()
