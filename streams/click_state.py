@@ -54,6 +54,8 @@ class PartitionState:
         self.path = path
         self.db = Rdict(str(path), options=Options(raw_mode=True))
         self.pending: dict[bytes, bytes | None] = {}
+        # Writes to RocksDB only (an index derived from changelogged keys, rebuilt on recovery).
+        self.local: dict[bytes, bytes | None] = {}
 
     def get(self, key: bytes) -> bytes | None:
         value = self.pending.get(key, _MISSING)
@@ -101,6 +103,31 @@ class ClickState:
     def delete(self, partition: int, key: str) -> None:
         self.partitions[partition].pending[key.encode()] = None
 
+    def set_local(self, partition: int, key: str, value: bytes | None) -> None:
+        """A RocksDB-only write (None deletes), made with the next flush but never changelogged:
+        for indexes the owner derives from changelogged keys (and rebuilds after recovery)."""
+        self.partitions[partition].local[key.encode()] = value
+
+    def write_local(self, partition: int, entries: Iterator[tuple[str, bytes]]) -> int:
+        """RocksDB-only writes made at once (rebuilding a derived index); returns how many."""
+        batch = WriteBatch(raw_mode=True)
+        n = 0
+        for key, value in entries:
+            batch.put(key.encode(), value)
+            n += 1
+        self.partitions[partition].db.write(batch)
+        return n
+
+    def keys_before(self, partition: int, prefix: str, end: str) -> list[str]:
+        """Durable keys starting with `prefix` that sort before `end` (RocksDB keys are ordered)."""
+        out: list[str] = []
+        stop = end.encode()
+        for key, _ in self.partitions[partition].scan(prefix.encode()):
+            if key >= stop:
+                break
+            out.append(key.decode())
+        return out
+
     def scan(self, partition: int, prefix: str) -> Iterator[tuple[str, Any]]:
         for key, value in self.partitions[partition].scan(prefix.encode()):
             yield key.decode(), orjson.loads(value)
@@ -108,17 +135,20 @@ class ClickState:
     def discard_pending(self) -> None:
         for state in self.partitions.values():
             state.pending.clear()
+            state.local.clear()
 
     async def flush(self) -> int:
         """Make every buffered write durable: changelog first (acknowledged by the broker), then
         RocksDB. Safe to call again after a failure: the writes stay buffered until both are done,
         and re-sending a key's final value is harmless. Returns how many keys were written."""
-        dirty = {p: s for p, s in self.partitions.items() if s.pending}
+        dirty = {p: s for p, s in self.partitions.items() if s.pending or s.local}
         if not dirty:
             return 0
         producer = await self._producer()
         futures = []
         for partition, state in dirty.items():
+            if not state.pending:
+                continue
             builder = producer.create_batch()
             for key, value in state.pending.items():
                 if builder.append(key=key, value=value, timestamp=None) is None:
@@ -131,7 +161,7 @@ class ClickState:
         written = 0
         for state in dirty.values():
             batch = WriteBatch(raw_mode=True)
-            for key, value in state.pending.items():
+            for key, value in (*state.pending.items(), *state.local.items()):
                 if value is None:
                     batch.delete(key)
                 else:
@@ -139,6 +169,7 @@ class ClickState:
             state.db.write(batch)
             written += len(state.pending)
             state.pending.clear()
+            state.local.clear()
         CHANGELOG_RECORDS.inc(written)
         return written
 

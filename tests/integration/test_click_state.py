@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -11,6 +13,7 @@ from aiokafka.errors import KafkaError
 
 from cli.procs import free_port
 from engine.kafka import ensure_topics
+from streams.agents.clicks import EXPIRY, ClickProcessor, expiry_key
 from streams.click_state import ClickState, PartitionState
 
 
@@ -70,3 +73,48 @@ async def test_a_failed_flush_keeps_the_writes_for_the_retry(broker: Any, tmp_pa
         assert up.partitions[0].db.get(b"s:a") == b"1"
     finally:
         await up.close()
+
+
+async def test_event_ids_expire_through_the_rocksdb_index_and_changelog_tombstones(
+    broker: Any, tmp_path: Path
+) -> None:
+    """Event ids older than the retention are forgotten without any index in Python memory: the
+    expiry index lives in RocksDB (rebuilt from the changelogged ids on recovery), the ids go
+    with changelog tombstones, so a rebuilt store has only the recent ones."""
+    topic = f"state-{uuid.uuid4().hex[:8]}"
+    await ensure_topics(broker.bootstrap, {topic: 1}, configs={topic: {"cleanup.policy": "compact"}})
+    state = ClickState(broker.bootstrap, topic, tmp_path / "a")
+    processor = ClickProcessor(SimpleNamespace(), state)  # type: ignore[arg-type]
+    now = time.time()
+    try:
+        await state.recover([0])
+        for key, ts in (
+            ("e:l:old1", now - 2 * 86400),
+            ("e:l:old2", now - 86400 - 120),
+            ("e:l:new", now - 60),
+        ):
+            state.set(0, key, [1, ts])
+        await state.flush()
+        processor.index_partition(0)  # as after a recovery: the index comes from the ids
+        assert processor.dedup_entries[0] == 3
+        assert len(state.keys_before(0, EXPIRY, expiry_key(now, ""))) == 3
+        processor.prune_event_ids([0])
+        await state.flush()
+        assert [k for k, _ in state.scan(0, "e:")] == ["e:l:new"]
+        assert state.keys_before(0, EXPIRY, expiry_key(now, "")) == [expiry_key(now - 60, "e:l:new")]
+        assert processor.dedup_entries[0] == 1
+    finally:
+        await state.close()
+    rebuilt = ClickState(broker.bootstrap, topic, tmp_path / "b")
+    try:
+        await rebuilt.recover([0])
+        assert [k for k, _ in rebuilt.scan(0, "e:")] == ["e:l:new"]
+        assert rebuilt.keys_before(0, EXPIRY, "x:~") == []  # the index is never changelogged
+    finally:
+        await rebuilt.close()
+
+
+def test_expiry_keys_sort_by_time() -> None:
+    keys = [expiry_key(ts, "e:k") for ts in (-5.0, 0.0, 59.0, 60.0, 1.7e9, 1.8e9, 1e15)]
+    assert keys == sorted(keys)
+    assert expiry_key(120.5, "e:a:b") == "x:0000000002:e:a:b"
