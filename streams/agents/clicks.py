@@ -337,7 +337,13 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         await self.owner.revoked()
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        await self.owner.assigned(assigned)
+        try:
+            await self.owner.assigned(assigned)
+        except Exception as exc:
+            # aiokafka would log this and carry on with the partitions unowned here (fetched but
+            # never processed): stop the consumer instead; `until_stopped` starts a new one.
+            log.exception("click partition assignment failed; restarting the click consumer")
+            self.owner.failed = exc
 
 
 class ClickConsumer:
@@ -357,6 +363,7 @@ class ClickConsumer:
         self.lock = asyncio.Lock()
         self.owned: set[int] = set()
         self.generation = 0  # assignments seen; a batch collected across one is dropped
+        self.failed: BaseException | None = None  # set when an assignment could not be set up
         # Per owned partition, the next offset the tables expect (None: from the beginning).
         self.next_offsets: dict[int, int | None] = {}
         self.sink_queue: asyncio.Queue[SinkJob] = asyncio.Queue(maxsize=1)
@@ -396,6 +403,9 @@ class ClickConsumer:
                 # offsets, and they are read again from there in order.
                 generation = self.generation
                 records = await self._collect(consumer)
+                if self.failed is not None:
+                    failed, self.failed = self.failed, None
+                    raise RuntimeError("click partition assignment failed") from failed
                 async with self.lock:
                     if generation != self.generation:
                         await self._rewind(consumer)

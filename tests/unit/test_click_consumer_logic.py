@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from engine.clicks.counting import LinkStats, apply_click, count_click
 from engine.clicks.models import RawClick
-from streams.agents.clicks import resume_offset, well_formed
+from streams.agents.clicks import _Rebalance, resume_offset, well_formed
 
 
 @pytest.mark.parametrize(
@@ -97,3 +97,15 @@ def test_well_formed_checks_ids_even_when_cached() -> None:
                 {"link_id": ["list"]}):  # fmt: skip
         copy = RawClick(**{**orjson.loads(good.dumps()), **bad})
         assert not well_formed(copy), bad
+
+
+async def test_a_failed_assignment_stops_the_consumer_loop_instead_of_leaving_partitions_unowned() -> None:
+    class Owner:
+        failed: BaseException | None = None
+
+        async def assigned(self, assigned: list[object]) -> None:
+            raise TimeoutError("click state recovery did not finish")
+
+    owner = Owner()
+    await _Rebalance(owner).on_partitions_assigned([])  # type: ignore[arg-type]
+    assert isinstance(owner.failed, TimeoutError)
