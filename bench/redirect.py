@@ -262,7 +262,9 @@ def _profile(url: str, pids: list[int], args: argparse.Namespace, out_dir: Path)
         console.print("[red]py-spy recorded no samples[/red]")
         return
     for title, counter in (("self time", own), ("inclusive time", inclusive)):
-        table = Table(title=f"api profile on the {args.profile_link} link, {title} ({total:,} samples while busy)")
+        table = Table(
+            title=f"api profile on the {args.profile_link} link, {title} ({total:,} samples while busy)"
+        )
         table.add_column("function")
         table.add_column("share", justify="right")
         # Frames on every stack (the event loop, run_app) say nothing; list what is below them.
@@ -394,7 +396,10 @@ def main() -> None:
     )
     parser.add_argument("--profile-top", type=int, default=25)
     parser.add_argument(
-        "--profile-link", choices=("plain", "utm", "rules"), default="rules", help="link the --profile run uses"
+        "--profile-link",
+        choices=("plain", "utm", "rules"),
+        default="rules",
+        help="link the --profile run uses",
     )
     parser.add_argument(
         "--baseline-tree", help="also measure a `linkrift api` run from this source tree (before/after)"

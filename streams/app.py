@@ -11,23 +11,19 @@ from faust.transport.drivers import aiokafka as aiokafka_driver
 from engine.config import Settings
 from streams import web
 from streams.agents import billing, clicks, links, maintenance, outbox, webhooks
+from streams.agents.common import (
+    FETCH_MAX_WAIT_MS,
+    HEARTBEAT_INTERVAL_SECONDS,
+    REBALANCE_TIMEOUT_SECONDS,
+    SESSION_TIMEOUT_SECONDS,
+)
 from streams.resources import WorkerResources
-
-# Tuned for fast failover: a killed worker's partitions move after ~6 s instead of Kafka's
-# 45 s default, and a restarted one rejoins in a few seconds (tansu and Apache Kafka alike).
-SESSION_TIMEOUT = 3.0
-HEARTBEAT_INTERVAL = 0.5
-REBALANCE_TIMEOUT = 5.0
-# Faust fixes the consumer's fetch_max_wait_ms at 1500. Apache Kafka answers a fetch as soon as
-# data arrives, but tansu holds it for the wait (measured: one click per 50 ms reached a consumer
-# after 381 ms p50 / 750 ms max at 1500, 32 / 50 ms at 100), which was most of the click → live
-# counter delay. An idle worker then polls ten times a second per broker.
-FETCH_MAX_WAIT_MS = 100
 
 
 class _ConsumerThread(aiokafka_driver.AIOKafkaConsumerThread):
     def _create_worker_consumer(self, transport: aiokafka_driver.Transport) -> aiokafka.AIOKafkaConsumer:
         consumer = super()._create_worker_consumer(transport)
+        # Faust fixes fetch_max_wait_ms at 1500 (see FETCH_MAX_WAIT_MS).
         # Read by AIOKafkaConsumer.start() when it builds its fetcher; Faust offers no setting.
         consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS
         return consumer
@@ -69,9 +65,9 @@ def create_app(settings: Settings) -> tuple[faust.App, WorkerResources]:
         web_host=settings.worker_host,
         web_port=settings.worker_port,
         web_bind=settings.worker_host,
-        broker_session_timeout=SESSION_TIMEOUT,
-        broker_heartbeat_interval=HEARTBEAT_INTERVAL,
-        broker_rebalance_timeout=REBALANCE_TIMEOUT,
+        broker_session_timeout=SESSION_TIMEOUT_SECONDS,
+        broker_heartbeat_interval=HEARTBEAT_INTERVAL_SECONDS,
+        broker_rebalance_timeout=REBALANCE_TIMEOUT_SECONDS,
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
         autodiscover=False,
@@ -84,11 +80,4 @@ def create_app(settings: Settings) -> tuple[faust.App, WorkerResources]:
     billing.register(app, res)
     maintenance.register(app, res)
     web.register(app, res)
-
-    @app.on_partitions_revoked.connect
-    async def _on_revoked(sender: object, *args: object, **kwargs: object) -> None:
-        # Another worker may write these partitions next; re-read ClickHouse when they return.
-        if res.started:
-            res.ch_sink.forget_partitions()
-
     return app, res

@@ -38,7 +38,14 @@ from engine.clicks.models import EnrichedClick, RawClick
 from engine.kafka import ensure_topics
 from engine.links.enforcement import LinkLimits, load_limits, mark_exhausted, needs_exhausted_event
 from engine.records import uuid_or_none
-from streams.agents.common import CONSUMER_LAG, until_written
+from streams.agents.common import (
+    CONSUMER_LAG,
+    FETCH_MAX_WAIT_MS,
+    HEARTBEAT_INTERVAL_SECONDS,
+    REBALANCE_TIMEOUT_SECONDS,
+    SESSION_TIMEOUT_SECONDS,
+    until_written,
+)
 from streams.click_state import ClickState
 from streams.resources import WorkerResources
 
@@ -74,10 +81,6 @@ DEDUP_PRUNE_INTERVAL = 60.0
 LIMITS_TTL_SECONDS = 30.0
 # After the first records of a batch arrive, keep collecting while more come within this long.
 FOLLOW_UP_MS = 20
-FETCH_MAX_WAIT_MS = 100
-SESSION_TIMEOUT_MS = 3000
-HEARTBEAT_INTERVAL_MS = 500
-REBALANCE_TIMEOUT_MS = 5000
 COMMIT_TIMEOUT_SECONDS = 2.0
 
 # Key prefixes in a partition's store (streams.click_state); the partition is implicit.
@@ -132,7 +135,8 @@ def expiry_key(ts: float, event_key: str) -> str:
 class SinkJob:
     rows: list[tuple[int, int, EnrichedClick]]
     touched: dict[str, LinkStats]
-    # Highest source offset per partition in the batch: committed once the sinks have it.
+    # Highest source offset per partition in the batch (the tables' new `p`): recorded as sunk
+    # and committed once the sinks have it.
     offsets: dict[int, int]
 
 
@@ -385,9 +389,9 @@ class ClickConsumer:
             auto_offset_reset="earliest",
             fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
             max_partition_fetch_bytes=4 * 1024 * 1024,
-            session_timeout_ms=SESSION_TIMEOUT_MS,
-            heartbeat_interval_ms=HEARTBEAT_INTERVAL_MS,
-            rebalance_timeout_ms=REBALANCE_TIMEOUT_MS,
+            session_timeout_ms=int(SESSION_TIMEOUT_SECONDS * 1000),
+            heartbeat_interval_ms=int(HEARTBEAT_INTERVAL_SECONDS * 1000),
+            rebalance_timeout_ms=int(REBALANCE_TIMEOUT_SECONDS * 1000),
         )
         consumer.subscribe([self.topic], listener=_Rebalance(self))
         await consumer.start()
@@ -412,7 +416,7 @@ class ClickConsumer:
                     elif records:
                         job = await self.processor.handle(records)
                         await self.sink_queue.put(job)
-                        for partition, offset, _ in records:
+                        for partition, offset in job.offsets.items():
                             self.next_offsets[partition] = offset + 1
                 if sinks.done():
                     await sinks  # raises what stopped it

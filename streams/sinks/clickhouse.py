@@ -69,9 +69,9 @@ class ClickHouseSink:
         """Insert (partition, offset, click) rows not yet stored; return how many were written."""
         rows: list[list[Any]] = []
         last: dict[int, int] = {}
-        # In offset order per partition whatever order the batch came in: after a rebalance Faust
-        # can hand over events it had buffered before re-delivering older ones from the committed
-        # offset, and "<= last" must not then skip the older rows ClickHouse does not have yet.
+        # In offset order per partition whatever order the caller passes (under Faust, a batch
+        # after a rebalance held buffered events ahead of re-delivered older ones): "<= last" must
+        # not skip older rows ClickHouse does not have yet.
         for partition, offset, click in sorted(batch, key=_position):
             if offset <= await self.stored_offset(partition) or offset <= last.get(partition, -1):
                 continue
