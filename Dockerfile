@@ -84,7 +84,7 @@ EXPOSE 8080 6066
 # The api serves /healthz on LINKRIFT_PORT. The worker has no /healthz: compose overrides
 # this check for it (its Faust web port serves /metrics).
 HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
-    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('LINKRIFT_PORT', '8080'), timeout=4)"]
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/readyz' % os.environ.get('LINKRIFT_PORT', '8080'), timeout=4)"]
 
 ENTRYPOINT ["linkrift"]
 CMD ["api"]

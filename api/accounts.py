@@ -13,9 +13,9 @@ from datetime import timedelta
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.auth import parse_uuid, signed_in_user
+from api.auth import signed_in_user
 from api.errors import json_response
-from api.links import parse_model, read_json
+from api.http import list_response, parse_model, parse_uuid, read_json
 from api.state import KEYS, PG, REDIS, SETTINGS
 from engine.accounts import users
 from engine.accounts.mailer import Mailer
@@ -61,7 +61,7 @@ class Login(_Body):
 
 
 class RefreshBody(_Body):
-    refresh_token: str | None = Field(None, max_length=200)
+    refresh_token: str | None = Field(default=None, max_length=200)
 
 
 class TokenBody(_Body):
@@ -126,7 +126,7 @@ async def _send_verification(request: web.Request, user: users.User) -> None:
         user.email,
         "Confirm your email address",
         f"Confirm your LinkRift account by POSTing this token to /api/v1/auth/verify-email:\n\n"
-        f"{token}\n\n{settings.public_base_url}/verify-email?token={token}\n",
+        f"{token}\n\n{settings.public_base_url}/app/verify-email?token={token}\n",
     )
 
 
@@ -219,7 +219,7 @@ async def forgot_password(request: web.Request) -> web.Response:
             "Reset your password",
             f"Reset your LinkRift password by POSTing this token with a new password to "
             f"/api/v1/auth/password/reset (valid {settings.password_reset_ttl_minutes} minutes):\n\n"
-            f"{token}\n\n{settings.public_base_url}/reset-password?token={token}\n",
+            f"{token}\n\n{settings.public_base_url}/app/reset-password?token={token}\n",
         )
     return web.Response(status=202)
 
@@ -278,7 +278,7 @@ async def list_sessions(request: web.Request) -> web.Response:
         items = await request.app[SESSIONS].list_active(conn, claims.user_id)
     for item in items:
         item["current"] = item["id"] == claims.session_id
-    return json_response({"items": items})
+    return list_response(items)
 
 
 @routes.delete("/api/v1/sessions/{session_id}")

@@ -19,8 +19,10 @@ from aiohttp import web
 
 from api.auth import principal
 from api.errors import json_response
+from api.http import parse_uuid
 from api.state import ANALYTICS, KEYS, PG, REDIS
 from engine.accounts.repository import Principal
+from engine.analytics.ab import VariantCounts, ab_tests
 from engine.analytics.pg_queries import link_analytics_summary
 from engine.analytics.queries import (
     DEFAULT_EXPORT_ROWS,
@@ -28,12 +30,12 @@ from engine.analytics.queries import (
     MAX_PAGE_ROWS,
     parse_int,
     parse_limit,
-    parse_uuid,
     parse_window,
 )
 from engine.auth.permissions import Action
 from engine.errors import LinkRiftError, ServiceUnavailable, ValidationFailed
-from engine.links import repository
+from engine.links import repository, rule_service
+from engine.links.service import UTM_FIELDS
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
@@ -41,6 +43,7 @@ routes = web.RouteTableDef()
 _REPORT_PARAMS = frozenset({"from", "to", "interval", "tz", "limit", "format"})
 _WORKSPACE_PARAMS = _REPORT_PARAMS | {"link_id"}
 _EXPORT_PARAMS = frozenset({"from", "to", "tz", "max_rows"})
+_AB_PARAMS = frozenset({"from", "to", "tz"})
 # Spreadsheet apps run cells starting with these as formulas; utm values and referers are
 # attacker-controlled, so such cells are prefixed with a quote (OWASP "CSV injection").
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -60,7 +63,12 @@ def _wants_csv(query: Mapping[str, str]) -> bool:
 
 
 async def _owned_link(request: web.Request, who: Principal, link_id: str) -> asyncpg.Record:
-    async with request.app[PG].acquire() as conn:
+    return await owned_link(request.app, who, link_id)
+
+
+async def owned_link(app: web.Application, who: Principal, link_id: str) -> asyncpg.Record:
+    """The caller's live link; LinkNotFound (404) for another workspace's or a missing one."""
+    async with app[PG].acquire() as conn:
         return await repository.get_link(conn, who.workspace_id, link_id)
 
 
@@ -76,18 +84,31 @@ def _tracked_since(link: asyncpg.Record) -> datetime:
 async def _report(
     request: web.Request, who: Principal, link: asyncpg.Record | None, *, fallback: bool
 ) -> dict[str, Any]:
-    q = request.query
+    return await window_report(request.app, who, link, request.query, fallback=fallback)
+
+
+async def window_report(
+    app: web.Application,
+    who: Principal,
+    link: asyncpg.Record | None,
+    q: Mapping[str, str],
+    *,
+    fallback: bool,
+    query: str = "analytics_report",
+) -> dict[str, Any]:
+    """The click report of the workspace, or of one of its links, for the window in `q`
+    (`analytics_overview`: without per-value unique visitors in the breakdowns)."""
     window = parse_window(q, default_from=_tracked_since(link) if link is not None else None)
     limit = parse_limit(q.get("limit"))
     link_id = str(link["id"]) if link is not None else None
     params = {**window.as_params(), "limit": limit, "workspace_id": who.workspace_id, "link_id": link_id}
     try:
-        return {"source": "clickhouse", **await request.app[ANALYTICS].run("analytics_report", params)}
+        return {"source": "clickhouse", **await app[ANALYTICS].run(query, params)}
     except ServiceUnavailable as exc:
         if not fallback:
             raise
         log.warning("analytics_fallback source=postgres reason=%s", exc.message)
-    async with request.app[PG].acquire() as conn:
+    async with app[PG].acquire() as conn:
         summary = await link_analytics_summary(
             conn, workspace_id=who.workspace_id, link_id=link_id, start=window.start, end=window.end
         )
@@ -103,17 +124,59 @@ async def link_analytics(request: web.Request) -> web.StreamResponse:
     if _wants_csv(request.query):
         return await _report_csv(request, who, link_id)
     link = await _owned_link(request, who, link_id)
-    report = await _report(request, who, link, fallback=True)
-    keys = request.app[KEYS]
-    live = await request.app[REDIS].mget(keys.realtime_link(link_id), keys.realtime_unique(link_id))
+    return json_response(await link_report(request.app, who, link, request.query))
+
+
+async def link_report(
+    app: web.Application,
+    who: Principal,
+    link: asyncpg.Record,
+    q: Mapping[str, str],
+    *,
+    query: str = "analytics_report",
+) -> dict[str, Any]:
+    """The link report: the window's figures plus the live all-time counters and the link's UTM."""
+    link_id = str(link["id"])
+    body = await window_report(app, who, link, q, fallback=True, query=query)
+    keys = app[KEYS]
+    live = await app[REDIS].mget(keys.realtime_link(link_id), keys.realtime_unique(link_id))
     # Live counters come from the worker's tables (mirrored to Redis within a second); the
     # PostgreSQL columns are the batched, durable copy used when the mirror has expired. Analytics
     # count tracked clicks only: an import's count has no per-click history, so it is reported
     # beside them (imported_clicks), never in them.
     total = int(live[0]) if live[0] is not None else int(link["tracked_clicks"])
     unique = int(live[1]) if live[1] is not None else int(link["unique_clicks"])
-    body = {"link_id": link_id, "total_clicks": total, "unique_clicks": unique}
-    return json_response({**body, "imported_clicks": int(link["imported_clicks"]), **report})
+    head = {"link_id": link_id, "total_clicks": total, "unique_clicks": unique, "utm": link_utm(link)}
+    return {**head, "imported_clicks": int(link["imported_clicks"]), **body}
+
+
+def link_utm(link: asyncpg.Record) -> dict[str, str | None]:
+    """The UTM values the link itself adds to its destination (null when unset)."""
+    return {name: link[name] or None for name in UTM_FIELDS}
+
+
+async def ab_report(
+    app: web.Application, who: Principal, link_id: str, q: Mapping[str, str]
+) -> dict[str, Any]:
+    """Per-variant results of every A/B rule of a link in the window (human clicks)."""
+    async with app[PG].acquire() as conn:
+        link = await repository.get_link(conn, who.workspace_id, link_id)
+        stored = await rule_service.list_rules(conn, who.workspace_id, link_id)
+        rules = [r.to_json() for r in stored if r.rule_type == "ab_test"]
+    window = parse_window(q, default_from=_tracked_since(link))
+    params = {**window.as_params(), "workspace_id": who.workspace_id, "link_id": link_id}
+    result = await app[ANALYTICS].run("link_ab_variants", params)
+    counts = [VariantCounts(**row) for row in result["variants"]]
+    span = {key: value for key, value in window.as_params().items() if key != "interval"}
+    return {"link_id": link_id, **span, "measure": "return_rate", "tests": ab_tests(rules, counts)}
+
+
+@routes.get("/api/v1/links/{link_id}/analytics/ab")
+async def link_ab_results(request: web.Request) -> web.StreamResponse:
+    who = await principal(request, Action.ANALYTICS_READ)
+    link_id = parse_uuid(request.match_info["link_id"], "link_id")
+    _check_params(request, _AB_PARAMS)
+    return json_response(await ab_report(request.app, who, link_id, request.query))
 
 
 @routes.get("/api/v1/links/{link_id}/analytics.csv")
@@ -132,7 +195,7 @@ async def workspace_analytics(request: web.Request) -> web.StreamResponse:
     link = await _owned_link(request, who, parse_uuid(raw_link, "link_id")) if raw_link else None
     if _wants_csv(request.query):
         report = await _report(request, who, link, fallback=False)
-        return _csv_response(_report_rows(report), "workspace-analytics.csv")
+        return csv_response(report_rows(report), "workspace-analytics.csv")
     report = await _report(request, who, link, fallback=True)
     return json_response({"workspace_id": who.workspace_id, **report})
 
@@ -140,10 +203,10 @@ async def workspace_analytics(request: web.Request) -> web.StreamResponse:
 async def _report_csv(request: web.Request, who: Principal, link_id: str) -> web.Response:
     link = await _owned_link(request, who, link_id)
     report = await _report(request, who, link, fallback=False)
-    return _csv_response(_report_rows(report), f"link-{link_id}-analytics.csv")
+    return csv_response(report_rows(report), f"link-{link_id}-analytics.csv")
 
 
-def _report_rows(report: dict[str, Any]) -> Iterable[list[Any]]:
+def report_rows(report: dict[str, Any]) -> Iterable[list[Any]]:
     """One table for the whole report: section, dimension, value, clicks, unique_visitors."""
     yield ["section", "dimension", "value", "clicks", "unique_visitors"]
     yield ["total", "", "", report["clicks"], report["unique_visitors"]]
@@ -155,7 +218,7 @@ def _report_rows(report: dict[str, Any]) -> Iterable[list[Any]]:
             yield ["breakdown", dimension, entry["value"], entry["clicks"], entry["unique_visitors"]]
 
 
-def _csv_response(rows: Iterable[list[Any]], filename: str) -> web.Response:
+def csv_response(rows: Iterable[list[Any]], filename: str) -> web.Response:
     return web.Response(
         text=_csv_text(rows),
         content_type="text/csv",

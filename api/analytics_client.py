@@ -57,7 +57,9 @@ class WorkerAnalytics:
                 data: dict[str, Any] = orjson.loads(body) if body else {}
                 if resp.status == 200:
                     return data
-                error = data.get("error") if isinstance(data.get("error"), dict) else {}
+                error = data.get("error")
+                if not isinstance(error, dict):
+                    error = {}
                 if resp.status in (400, 422):
                     raise ValidationFailed(str(error.get("message", "bad query")), field=error.get("field"))
                 raise ServiceUnavailable(f"clickhouse (via worker): HTTP {resp.status}")

@@ -2,19 +2,55 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from collections.abc import Mapping
+from datetime import datetime
+from uuid import UUID
 
+import asyncpg
 from aiohttp import web
 
-from api.auth import parse_uuid, principal
-from api.errors import json_response
+from api.auth import principal
+from api.http import list_response, parse_uuid
 from api.state import PG
 from engine.accounts.repository import Principal
-from engine.audit import AuditContext, AuditFilter, list_audit_logs
+from engine.audit import AuditContext, AuditFilter, list_audit_logs, write_audit
 from engine.auth.permissions import Action
 from engine.errors import ValidationFailed
+from engine.inputs import parse_datetime
 
 routes = web.RouteTableDef()
+
+
+async def audit(
+    conn: asyncpg.Connection,
+    request: web.Request,
+    who: Principal,
+    action: str,
+    resource_type: str,
+    resource_id: object,
+    new: Mapping[str, object] | None = None,
+) -> None:
+    """One audit row for a change made by `who`, on the connection (and inside the transaction)
+    that made it; `new` holds the changed fields (binary values as their size)."""
+    await write_audit(
+        conn,
+        audit_context(request, who),
+        who.workspace_id,
+        action,
+        resource_type,
+        str(resource_id),
+        new=None if new is None else {k: _plain(v) for k, v in new.items()},
+    )
+
+
+def _plain(value: object) -> object:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return f"<{len(value)} bytes>"
+    if isinstance(value, UUID):
+        return str(value)
+    return value
 
 
 def audit_context(
@@ -33,11 +69,9 @@ def _time(raw: str | None, field: str) -> datetime | None:
     if not raw:
         return None
     try:
-        value = datetime.fromisoformat(raw)
-        # In UTC here: the database's conversion would overflow near year 1 or 9999 (a 500).
-        return value.astimezone(UTC) if value.tzinfo else value
-    except (ValueError, OverflowError):
-        raise ValidationFailed(f"{field} must be an ISO 8601 timestamp", field=field) from None
+        return parse_datetime(raw)
+    except ValueError as exc:
+        raise ValidationFailed(f"{field} {exc}", field=field) from None
 
 
 @routes.get("/api/v1/audit-logs")
@@ -62,4 +96,4 @@ async def get_audit_logs(request: web.Request) -> web.Response:
         items, next_cursor = await list_audit_logs(
             conn, who.workspace_id, filters, limit, q.get("cursor") or None
         )
-    return json_response({"items": items, "next_cursor": next_cursor})
+    return list_response(items, next_cursor)

@@ -12,14 +12,16 @@ from uuid import UUID
 
 from aiohttp import web
 
+from api.http import parse_uuid
 from api.ratelimit import enforce_key_limit
 from api.state import PG, SETTINGS
 from engine.accounts.repository import Principal, authenticate_api_key, user_membership
 from engine.accounts.sessions import session_is_live
-from engine.auth.apikeys import API_KEY_PREFIX
+from engine.accounts.workspaces import LINK_WRITES, check_links_writable
+from engine.auth.api_key_tokens import API_KEY_PREFIX
 from engine.auth.permissions import Action, authorize
 from engine.auth.tokens import REFRESH_TOKEN_PREFIX, AccessClaims, decode_access_token
-from engine.errors import Forbidden, Unauthorized, ValidationFailed, WorkspaceNotFound
+from engine.errors import Forbidden, Unauthorized, WorkspaceNotFound
 
 PRINCIPAL = web.RequestKey("principal", Principal) if hasattr(web, "RequestKey") else "principal"
 WORKSPACE_HEADER = "X-Workspace-Id"
@@ -34,13 +36,6 @@ def _bearer(request: web.Request) -> str:
 
 def _is_api_key(token: str) -> bool:
     return token.startswith(API_KEY_PREFIX) and not token.startswith(REFRESH_TOKEN_PREFIX)
-
-
-def parse_uuid(raw: str, field: str) -> str:
-    try:
-        return str(UUID(raw))
-    except ValueError:
-        raise ValidationFailed(f"{field} must be a UUID", field=field) from None
 
 
 async def _session_claims(request: web.Request, token: str) -> AccessClaims:
@@ -88,5 +83,8 @@ async def principal(request: web.Request, action: Action, workspace_id: str | No
         ws, role, plan = membership
         who = Principal(claims.user_id, ws, role, None, session_id=claims.session_id, plan=plan)
     authorize(who.role, who.scopes, action)
+    if action in LINK_WRITES:  # a suspended workspace's links are read-only (403 workspace_suspended)
+        async with request.app[PG].acquire() as conn:
+            await check_links_writable(conn, who.workspace_id)
     request[PRINCIPAL] = who
     return who

@@ -13,13 +13,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.auth import principal
 from api.errors import json_response
-from api.links import parse_model, read_json
+from api.http import parse_model, read_json
 from api.state import PG, SETTINGS, TOPICS
 from engine.auth.permissions import Action
 from engine.billing.events import workspace_for_event
 from engine.billing.gateway import StripeGateway, StripeSignatureInvalid, verify_stripe_event
 from engine.billing.plans import parse_plan
-from engine.links.repository import write_outbox
+from engine.outbox import write_outbox
 
 routes = web.RouteTableDef()
 

@@ -15,11 +15,13 @@ from uuid import UUID
 
 import asyncpg
 from aiohttp import web
+from aiohttp.typedefs import Handler
 from pydantic import BaseModel, ConfigDict, Field
 
+from api.audit import audit
 from api.auth import principal
 from api.errors import json_response
-from api.links import parse_model, read_json
+from api.http import list_response, parse_model, path_uuid, read_json
 from api.state import EMITTER, PG, SETTINGS, VISITORS
 from engine.auth.permissions import Action
 from engine.bio import repository
@@ -30,8 +32,10 @@ from engine.clicks.models import RawClick
 from engine.domains.hostnames import validate_optional_url
 from engine.domains.repository import workspace_for_host
 from engine.errors import ValidationFailed
-from engine.links.urls import validate_destination
-from engine.records import record_to_json
+from engine.inputs import BoundedJsonObject, UtcDatetime
+from engine.links.urls import location_header, validate_destination
+from engine.observability import REQUEST_ID
+from engine.records import record_to_json, uuid_or_none
 
 routes = web.RouteTableDef()
 public_routes = web.RouteTableDef()
@@ -71,8 +75,8 @@ class LinkUpdate(BaseModel):
     icon: str | None = Field(None, max_length=50)
     position: int | None = Field(None, ge=0, le=100_000)
     is_visible: bool | None = None
-    visible_from: datetime | None = None
-    visible_until: datetime | None = None
+    visible_from: UtcDatetime | None = None
+    visible_until: UtcDatetime | None = None
 
 
 class LinkCreate(LinkUpdate):
@@ -90,8 +94,8 @@ class ThemeUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str | None = Field(None, min_length=1, max_length=100)
-    colors: dict[str, Any] | None = None
-    font: dict[str, Any] | None = None
+    colors: BoundedJsonObject | None = None
+    font: BoundedJsonObject | None = None
 
 
 class ThemeCreate(ThemeUpdate):
@@ -101,13 +105,6 @@ class ThemeCreate(ThemeUpdate):
 def setup(app: web.Application) -> None:
     app.add_routes(routes)
     app.add_routes(public_routes)
-
-
-def _uuid(request: web.Request, name: str) -> str:
-    try:
-        return str(UUID(request.match_info[name]))
-    except ValueError:
-        raise ValidationFailed(f"{name.replace('_', ' ')} must be a UUID", field=name) from None
 
 
 _NOT_NULL = ("slug", "title", "is_published", "url", "is_visible", "position", "name", "colors", "font")
@@ -156,8 +153,9 @@ async def create_page(request: web.Request) -> web.Response:
         parse_model(PageCreate, await read_json(request)).model_dump(exclude_unset=True),
         settings.blocked_hosts,
     )
-    async with request.app[PG].acquire() as conn:
+    async with request.app[PG].acquire() as conn, conn.transaction():
         row = await repository.create_page(conn, who.workspace_id, fields)
+        await audit(conn, request, who, "bio_page.created", "bio_page", row["id"], fields)
     return json_response(_page_json(row, settings.public_base_url), 201)
 
 
@@ -167,14 +165,14 @@ async def list_pages(request: web.Request) -> web.Response:
     async with request.app[PG].acquire() as conn:
         rows = await repository.list_pages(conn, who.workspace_id)
     base = request.app[SETTINGS].public_base_url
-    return json_response({"bio_pages": [_page_json(r, base) for r in rows]})
+    return list_response([_page_json(r, base) for r in rows])
 
 
 @routes.get("/api/v1/bio-pages/{page_id}")
 async def get_page(request: web.Request) -> web.Response:
     who = await principal(request, Action.LINK_READ)
     async with request.app[PG].acquire() as conn:
-        row = await repository.get_page(conn, who.workspace_id, _uuid(request, "page_id"))
+        row = await repository.get_page(conn, who.workspace_id, path_uuid(request, "page_id"))
     return json_response(_page_json(row, request.app[SETTINGS].public_base_url))
 
 
@@ -182,21 +180,23 @@ async def get_page(request: web.Request) -> web.Response:
 async def update_page(request: web.Request) -> web.Response:
     who = await principal(request, Action.BIO_MANAGE)
     settings = request.app[SETTINGS]
-    page_id = _uuid(request, "page_id")
+    page_id = path_uuid(request, "page_id")
     changes = _clean(
         parse_model(PageUpdate, await read_json(request)).model_dump(exclude_unset=True),
         settings.blocked_hosts,
     )
-    async with request.app[PG].acquire() as conn:
+    async with request.app[PG].acquire() as conn, conn.transaction():
         row = await repository.update_page(conn, who.workspace_id, page_id, changes)
+        await audit(conn, request, who, "bio_page.updated", "bio_page", page_id, changes)
     return json_response(_page_json(row, settings.public_base_url))
 
 
 @routes.delete("/api/v1/bio-pages/{page_id}")
 async def delete_page(request: web.Request) -> web.Response:
     who = await principal(request, Action.BIO_MANAGE)
-    async with request.app[PG].acquire() as conn:
-        await repository.delete_page(conn, who.workspace_id, _uuid(request, "page_id"))
+    async with request.app[PG].acquire() as conn, conn.transaction():
+        await repository.delete_page(conn, who.workspace_id, path_uuid(request, "page_id"))
+        await audit(conn, request, who, "bio_page.deleted", "bio_page", path_uuid(request, "page_id"))
     return web.Response(status=204)
 
 
@@ -206,11 +206,14 @@ async def delete_page(request: web.Request) -> web.Response:
 @routes.post("/api/v1/bio-pages/{page_id}/links")
 async def create_link(request: web.Request) -> web.Response:
     who = await principal(request, Action.BIO_MANAGE)
-    page_id = _uuid(request, "page_id")
+    page_id = path_uuid(request, "page_id")
     body = parse_model(LinkCreate, await read_json(request))
     fields = _clean(body.model_dump(exclude_unset=True), request.app[SETTINGS].blocked_hosts)
-    async with request.app[PG].acquire() as conn:
+    async with request.app[PG].acquire() as conn, conn.transaction():
         row = await repository.create_link(conn, who.workspace_id, page_id, fields)
+        await audit(
+            conn, request, who, "bio_link.created", "bio_link", row["id"], {"page_id": page_id, **fields}
+        )
     return json_response(record_to_json(row), 201)
 
 
@@ -218,40 +221,42 @@ async def create_link(request: web.Request) -> web.Response:
 async def list_links(request: web.Request) -> web.Response:
     who = await principal(request, Action.LINK_READ)
     async with request.app[PG].acquire() as conn:
-        rows = await repository.list_links(conn, who.workspace_id, _uuid(request, "page_id"))
-    return json_response({"links": [record_to_json(r) for r in rows]})
+        rows = await repository.list_links(conn, who.workspace_id, path_uuid(request, "page_id"))
+    return list_response([record_to_json(r) for r in rows])
 
 
 @routes.post("/api/v1/bio-pages/{page_id}/links/reorder")
 async def reorder_links(request: web.Request) -> web.Response:
     who = await principal(request, Action.BIO_MANAGE)
-    page_id = _uuid(request, "page_id")
+    page_id = path_uuid(request, "page_id")
     body = parse_model(Reorder, await read_json(request))
-    async with request.app[PG].acquire() as conn:
-        rows = await repository.reorder_links(
-            conn, who.workspace_id, page_id, [str(i) for i in body.link_ids]
-        )
-    return json_response({"links": [record_to_json(r) for r in rows]})
+    async with request.app[PG].acquire() as conn, conn.transaction():
+        order = [str(i) for i in body.link_ids]
+        rows = await repository.reorder_links(conn, who.workspace_id, page_id, order)
+        await audit(conn, request, who, "bio_page.links_reordered", "bio_page", page_id, {"link_ids": order})
+    return list_response([record_to_json(r) for r in rows])
 
 
 @routes.patch("/api/v1/bio-pages/{page_id}/links/{link_id}")
 async def update_link(request: web.Request) -> web.Response:
     who = await principal(request, Action.BIO_MANAGE)
-    page_id, link_id = _uuid(request, "page_id"), _uuid(request, "link_id")
+    page_id, link_id = path_uuid(request, "page_id"), path_uuid(request, "link_id")
     body = parse_model(LinkUpdate, await read_json(request))
     changes = _clean(body.model_dump(exclude_unset=True), request.app[SETTINGS].blocked_hosts)
-    async with request.app[PG].acquire() as conn:
+    async with request.app[PG].acquire() as conn, conn.transaction():
         row = await repository.update_link(conn, who.workspace_id, page_id, link_id, changes)
+        await audit(conn, request, who, "bio_link.updated", "bio_link", link_id, changes)
     return json_response(record_to_json(row))
 
 
 @routes.delete("/api/v1/bio-pages/{page_id}/links/{link_id}")
 async def delete_link(request: web.Request) -> web.Response:
     who = await principal(request, Action.BIO_MANAGE)
-    async with request.app[PG].acquire() as conn:
+    async with request.app[PG].acquire() as conn, conn.transaction():
         await repository.delete_link(
-            conn, who.workspace_id, _uuid(request, "page_id"), _uuid(request, "link_id")
+            conn, who.workspace_id, path_uuid(request, "page_id"), path_uuid(request, "link_id")
         )
+        await audit(conn, request, who, "bio_link.deleted", "bio_link", path_uuid(request, "link_id"))
     return web.Response(status=204)
 
 
@@ -263,15 +268,16 @@ async def list_themes(request: web.Request) -> web.Response:
     who = await principal(request, Action.LINK_READ)
     async with request.app[PG].acquire() as conn:
         rows = await repository.list_themes(conn, who.workspace_id)
-    return json_response({"themes": [record_to_json(r) for r in rows]})
+    return list_response([record_to_json(r) for r in rows])
 
 
 @routes.post("/api/v1/bio-themes")
 async def create_theme(request: web.Request) -> web.Response:
     who = await principal(request, Action.BIO_MANAGE)
     fields = _clean(parse_model(ThemeCreate, await read_json(request)).model_dump(exclude_unset=True), [])
-    async with request.app[PG].acquire() as conn:
+    async with request.app[PG].acquire() as conn, conn.transaction():
         row = await repository.create_theme(conn, who.workspace_id, fields)
+        await audit(conn, request, who, "bio_theme.created", "bio_theme", row["id"], fields)
     return json_response(record_to_json(row), 201)
 
 
@@ -279,25 +285,27 @@ async def create_theme(request: web.Request) -> web.Response:
 async def get_theme(request: web.Request) -> web.Response:
     who = await principal(request, Action.LINK_READ)
     async with request.app[PG].acquire() as conn:
-        row = await repository.get_theme(conn, who.workspace_id, _uuid(request, "theme_id"))
+        row = await repository.get_theme(conn, who.workspace_id, path_uuid(request, "theme_id"))
     return json_response(record_to_json(row))
 
 
 @routes.patch("/api/v1/bio-themes/{theme_id}")
 async def update_theme(request: web.Request) -> web.Response:
     who = await principal(request, Action.BIO_MANAGE)
-    theme_id = _uuid(request, "theme_id")
+    theme_id = path_uuid(request, "theme_id")
     changes = _clean(parse_model(ThemeUpdate, await read_json(request)).model_dump(exclude_unset=True), [])
-    async with request.app[PG].acquire() as conn:
+    async with request.app[PG].acquire() as conn, conn.transaction():
         row = await repository.update_theme(conn, who.workspace_id, theme_id, changes)
+        await audit(conn, request, who, "bio_theme.updated", "bio_theme", theme_id, changes)
     return json_response(record_to_json(row))
 
 
 @routes.delete("/api/v1/bio-themes/{theme_id}")
 async def delete_theme(request: web.Request) -> web.Response:
     who = await principal(request, Action.BIO_MANAGE)
-    async with request.app[PG].acquire() as conn:
-        await repository.delete_theme(conn, who.workspace_id, _uuid(request, "theme_id"))
+    async with request.app[PG].acquire() as conn, conn.transaction():
+        await repository.delete_theme(conn, who.workspace_id, path_uuid(request, "theme_id"))
+        await audit(conn, request, who, "bio_theme.deleted", "bio_theme", path_uuid(request, "theme_id"))
     return web.Response(status=204)
 
 
@@ -361,7 +369,7 @@ async def public_click(request: web.Request) -> web.Response:
 
 
 @web.middleware
-async def bio_host_middleware(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+async def bio_host_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """`bio.{domain}/{slug}` (and its buttons at `/{slug}/l/{id}`) serve the same pages as
     `{domain}/@{slug}`; the api, health and metrics paths stay what they are on any host."""
     host = request.host
@@ -405,9 +413,7 @@ async def _serve_page(request: web.Request, slug: str, *, bio_domain: str | None
 async def _serve_click(
     request: web.Request, slug: str, raw_link_id: str, *, bio_domain: str | None
 ) -> web.Response:
-    try:
-        link_id = str(UUID(raw_link_id))
-    except ValueError:
+    if (link_id := uuid_or_none(raw_link_id)) is None:
         return _not_found()
     now = time.time()
     async with request.app[PG].acquire() as conn:
@@ -425,6 +431,9 @@ async def _serve_click(
             method=request.method, ip=ip, user_agent=ua, referer=request.headers.get("Referer", ""),
             accept_language=request.headers.get("Accept-Language", ""),
             visitor_id=request.app[VISITORS].at(ip, ua, now), bio_link_id=link_id,
+            request_id=REQUEST_ID.get(),
         )
     )  # fmt: skip
-    return web.Response(status=302, headers={"Location": row["url"], "Cache-Control": "private, no-store"})
+    return web.Response(
+        status=302, headers={"Location": location_header(row["url"]), "Cache-Control": "private, no-store"}
+    )

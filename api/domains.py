@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from uuid import UUID
+from datetime import UTC
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict
 
+from api.audit import audit
 from api.auth import principal
 from api.errors import json_response
-from api.links import parse_model, read_json
+from api.http import list_response, parse_model, path_uuid, read_json
 from api.state import DOMAINS, PG, SETTINGS
 from engine.auth.permissions import Action
-from engine.domains import repository
+from engine.domains import repository, service
 from engine.domains.hostnames import validate_hostname, validate_optional_url
-from engine.domains.verification import TxtVerifier, new_token
+from engine.domains.verification import RoutingTarget, TxtVerifier, new_token
 from engine.errors import ValidationFailed
+from engine.inputs import UtcDatetime
+from engine.links.cache import normalize_host
 
 routes = web.RouteTableDef()
 VERIFIER = web.AppKey("dns_verifier", TxtVerifier)
@@ -36,7 +38,7 @@ class DomainUpdate(BaseModel):
     default_redirect_url: str | None = None
     custom_404_url: str | None = None
     ssl_status: str | None = None
-    ssl_expires_at: datetime | None = None
+    ssl_expires_at: UtcDatetime | None = None
 
 
 def setup(app: web.Application) -> None:
@@ -45,11 +47,10 @@ def setup(app: web.Application) -> None:
     app.add_routes(routes)
 
 
-def _domain_id(request: web.Request) -> str:
-    try:
-        return str(UUID(request.match_info["domain_id"]))
-    except ValueError:
-        raise ValidationFailed("domain id must be a UUID", field="domain_id") from None
+def routing_target(request: web.Request) -> RoutingTarget:
+    """Where a custom domain must point: the platform host (CNAME) and its A record, if set."""
+    settings = request.app[SETTINGS]
+    return RoutingTarget(normalize_host(settings.default_domain), settings.domain_a_record)
 
 
 @routes.post("/api/v1/domains")
@@ -57,8 +58,8 @@ async def create_domain(request: web.Request) -> web.Response:
     who = await principal(request, Action.DOMAIN_MANAGE)
     body = parse_model(DomainCreate, await read_json(request))
     host = validate_hostname(body.domain, platform_domain=request.app[SETTINGS].default_domain)
-    async with request.app[PG].acquire() as conn:
-        row = await repository.create_domain(
+    async with request.app[PG].acquire() as conn, conn.transaction():
+        row = await service.create_domain(
             conn,
             workspace_id=who.workspace_id,
             domain=host,
@@ -68,7 +69,8 @@ async def create_domain(request: web.Request) -> web.Response:
             ),
             custom_404_url=validate_optional_url(body.custom_404_url, field="custom_404_url"),
         )
-    return json_response(repository.domain_to_json(row), 201)
+        await audit(conn, request, who, "domain.created", "domain", row.id, {"domain": host})
+    return json_response(row.to_json(routing_target(request)), 201)
 
 
 @routes.get("/api/v1/domains")
@@ -76,21 +78,22 @@ async def list_domains(request: web.Request) -> web.Response:
     who = await principal(request, Action.DOMAIN_READ)
     async with request.app[PG].acquire() as conn:
         rows = await repository.list_domains(conn, who.workspace_id)
-    return json_response({"domains": [repository.domain_to_json(r) for r in rows]})
+    target = routing_target(request)
+    return list_response([r.to_json(target) for r in rows])
 
 
 @routes.get("/api/v1/domains/{domain_id}")
 async def get_domain(request: web.Request) -> web.Response:
     who = await principal(request, Action.DOMAIN_READ)
     async with request.app[PG].acquire() as conn:
-        row = await repository.get_domain(conn, who.workspace_id, _domain_id(request))
-    return json_response(repository.domain_to_json(row))
+        row = await repository.get_domain(conn, who.workspace_id, path_uuid(request, "domain_id"))
+    return json_response(row.to_json(routing_target(request)))
 
 
 @routes.patch("/api/v1/domains/{domain_id}")
 async def update_domain(request: web.Request) -> web.Response:
     who = await principal(request, Action.DOMAIN_MANAGE)
-    domain_id = _domain_id(request)
+    domain_id = path_uuid(request, "domain_id")
     body = parse_model(DomainUpdate, await read_json(request))
     changes = body.model_dump(exclude_unset=True)
     for field in ("default_redirect_url", "custom_404_url"):
@@ -100,16 +103,20 @@ async def update_domain(request: web.Request) -> web.Response:
         raise ValidationFailed("ssl_status cannot be null", field="ssl_status")
     if changes.get("ssl_expires_at") is not None and changes["ssl_expires_at"].tzinfo is None:
         changes["ssl_expires_at"] = changes["ssl_expires_at"].replace(tzinfo=UTC)
-    async with request.app[PG].acquire() as conn:
-        row = await repository.update_domain(conn, who.workspace_id, domain_id, changes)
-    return json_response(repository.domain_to_json(row))
+    async with request.app[PG].acquire() as conn, conn.transaction():
+        row = await service.update_domain(conn, who.workspace_id, domain_id, changes)
+        await audit(conn, request, who, "domain.updated", "domain", domain_id, changes)
+    return json_response(row.to_json(routing_target(request)))
 
 
 @routes.delete("/api/v1/domains/{domain_id}")
 async def delete_domain(request: web.Request) -> web.Response:
     who = await principal(request, Action.DOMAIN_MANAGE)
-    async with request.app[PG].acquire() as conn:
-        host = await repository.delete_domain(conn, who.workspace_id, _domain_id(request))
+    async with request.app[PG].acquire() as conn, conn.transaction():
+        host = await repository.delete_domain(conn, who.workspace_id, path_uuid(request, "domain_id"))
+        await audit(
+            conn, request, who, "domain.deleted", "domain", path_uuid(request, "domain_id"), {"domain": host}
+        )
     request.app[DOMAINS].pop(host)  # this replica stops routing it at once; others within 30 s
     return web.Response(status=204)
 
@@ -117,11 +124,13 @@ async def delete_domain(request: web.Request) -> web.Response:
 @routes.post("/api/v1/domains/{domain_id}/verify")
 async def verify_domain(request: web.Request) -> web.Response:
     who = await principal(request, Action.DOMAIN_MANAGE)
-    async with request.app[PG].acquire() as conn:
-        row = await repository.get_domain(conn, who.workspace_id, _domain_id(request))
-        row, check = await repository.verify_domain(conn, request.app[VERIFIER], row)
-    if row["is_verified"]:
-        request.app[DOMAINS].pop(row["domain"])
-    out = repository.domain_to_json(row)
+    async with request.app[PG].acquire() as conn:  # no transaction held over the DNS query
+        row = await repository.get_domain(conn, who.workspace_id, path_uuid(request, "domain_id"))
+        row, check = await service.verify_domain(conn, request.app[VERIFIER], row)
+        verdict = {"is_verified": row.is_verified, "outcome": str(check.outcome)}
+        await audit(conn, request, who, "domain.verification_checked", "domain", row.id, verdict)
+    if row.is_verified:
+        request.app[DOMAINS].pop(row.domain)
+    out = row.to_json(routing_target(request))
     out["check"] = {"outcome": str(check.outcome), "detail": check.detail, "found": list(check.found)}
     return json_response(out)

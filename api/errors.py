@@ -6,6 +6,7 @@ import logging
 
 import orjson
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from engine.errors import LinkRiftError, RateLimited, ValidationFailed
 
@@ -48,12 +49,17 @@ def error_answer(request: web.Request, exc: Exception) -> web.StreamResponse:
             raise exc
         code = exc.reason.lower().replace(" ", "_")
         return error_response(exc.status, code, exc.reason)
-    log.error("unhandled error path=%s", request.path, exc_info=exc)
+    # The request id is on the log line too (cli.logs adds it from engine.observability).
+    log.error(
+        "unhandled error method=%s path=%s host=%s status=500 error=%s",
+        request.method, request.path[:200], (request.host or "")[:100], type(exc).__name__,
+        exc_info=exc,
+    )  # fmt: skip
     return error_response(500, "internal_error", "internal error")
 
 
 @web.middleware
-async def error_middleware(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         refuse_nul(request)
         return await handler(request)

@@ -7,25 +7,26 @@ import asyncio
 import csv
 import io
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, TypeVar
 from uuid import UUID
 
-import orjson
 from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import BadHttpMessage
 from multidict import MultiMapping
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from api.audit import audit_context
 from api.auth import principal
 from api.errors import json_response
+from api.http import list_response, parse_model, parse_uuid, path_uuid, read_json
 from api.state import PG, SETTINGS, TOPICS
 from engine.accounts.repository import Principal
 from engine.auth.permissions import Action
 from engine.errors import LinkRiftError, QuotaExceeded, ValidationFailed
+from engine.inputs import UtcDatetime, parse_datetime
 from engine.links import repository, service
-from engine.links.importers import FORMATS, ImportTarget, import_rows, parse_csv
+from engine.links.importers import FORMATS, ImportReport, ImportTarget, escape_cell, import_rows, parse_csv
 from engine.links.metadata import MetadataJobs
 from engine.links.search import LinkFilters, iter_links, list_links
 from engine.links.tags import tags_for_links
@@ -49,7 +50,7 @@ class _LinkFields(BaseModel):
     title: str | None = Field(None, max_length=500)
     description: str | None = Field(None, max_length=2000)
     max_clicks: int | None = Field(None, ge=1, le=2_000_000_000)
-    expires_at: datetime | None = None
+    expires_at: UtcDatetime | None = None
     password: str | None = Field(None, max_length=1024)
     redirect_type: int = 302
     forward_query: bool = False
@@ -80,47 +81,6 @@ class BulkCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     links: list[dict[str, Any]] = Field(min_length=1, max_length=service.MAX_BULK)
-
-
-async def read_json(request: web.Request) -> dict[str, Any]:
-    raw = await request.read()
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        raise ValidationFailed("request body must be valid JSON", field="body") from None
-    if not isinstance(body, dict):
-        raise ValidationFailed("request body must be a JSON object", field="body")
-    if b"\\u0000" in raw and (field := _nul_field(body, "")) is not None:
-        # PostgreSQL text cannot hold U+0000; refused here rather than as a 500 from the database.
-        raise ValidationFailed(f"{field or 'body'} must not contain NUL characters", field=field or "body")
-    return body
-
-
-def _nul_field(value: Any, path: str) -> str | None:
-    """The path (`a.b[0]`) of the first key or string holding U+0000, else None."""
-    if isinstance(value, str):
-        return path if "\x00" in value else None
-    if isinstance(value, dict):
-        for key, item in value.items():
-            inner = f"{path}.{key}" if path else str(key)
-            if "\x00" in key:
-                return inner
-            if (found := _nul_field(item, inner)) is not None:
-                return found
-    elif isinstance(value, list):
-        for i, item in enumerate(value):
-            if (found := _nul_field(item, f"{path}[{i}]")) is not None:
-                return found
-    return None
-
-
-def parse_model(model: type[M], data: dict[str, Any], prefix: str = "") -> M:
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        field = prefix + (".".join(str(p) for p in err["loc"]) or "body")
-        raise ValidationFailed(f"{field}: {err['msg']}", field=field) from None
 
 
 async def metadata_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -169,11 +129,7 @@ async def _one_json(request: web.Request, conn: Any, row: Any) -> dict[str, Any]
 
 
 def _link_id(request: web.Request) -> str:
-    raw = request.match_info["link_id"]
-    try:
-        return str(UUID(raw))
-    except ValueError:
-        raise ValidationFailed("link id must be a UUID", field="link_id") from None
+    return path_uuid(request, "link_id")
 
 
 # --- list, search, export ------------------------------------------------------------------------
@@ -195,11 +151,9 @@ def _time_param(query: MultiMapping[str], name: str) -> datetime | None:
     if not raw:
         return None
     try:
-        value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-        # In UTC here: the database's conversion would overflow near year 1 or 9999 (a 500).
-        return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
-    except (ValueError, OverflowError):
-        raise ValidationFailed(f"{name} must be an ISO 8601 timestamp", field=name) from None
+        return parse_datetime(raw)
+    except ValueError as exc:
+        raise ValidationFailed(f"{name} {exc}", field=name) from None
 
 
 def _int_param(query: MultiMapping[str], name: str, default: int | None) -> int | None:
@@ -215,10 +169,7 @@ def _int_param(query: MultiMapping[str], name: str, default: int | None) -> int 
 def _filters(query: MultiMapping[str]) -> LinkFilters:
     domain_id = query.get("domain_id") or None
     if domain_id:
-        try:
-            domain_id = str(UUID(domain_id))
-        except ValueError:
-            raise ValidationFailed("domain_id must be a UUID", field="domain_id") from None
+        domain_id = parse_uuid(domain_id, "domain_id")
     for name in ("q", "search", "tag"):
         if len(query.get(name, "")) > 200:
             raise ValidationFailed(f"{name} must be at most 200 characters", field=name)
@@ -253,10 +204,8 @@ async def list_workspace_links(request: web.Request) -> web.Response:
             page=_int_param(q, "page", None),
         )
         items = await service.links_json(conn, page.rows, request.app[SETTINGS].public_base_url)
-    body: dict[str, Any] = {"links": items, "next_cursor": page.next_cursor}
-    if page.total_count is not None:
-        body["total_count"] = page.total_count
-    return json_response(body)
+    extra = {"total_count": page.total_count} if page.total_count is not None else {}
+    return list_response(items, page.next_cursor, **extra)
 
 
 EXPORT_COLUMNS = (
@@ -281,7 +230,11 @@ EXPORT_COLUMNS = (
 @routes.get("/api/v1/links/export.csv")
 async def export_links(request: web.Request) -> web.StreamResponse:
     who = await principal(request, Action.LINK_READ)
-    filters = _filters(request.query)
+    return await stream_export(request, who.workspace_id, _filters(request.query))
+
+
+async def stream_export(request: web.Request, workspace_id: str, filters: LinkFilters) -> web.StreamResponse:
+    """The workspace's links matching `filters` as a streamed CSV (also the web app's export)."""
     base_url = request.app[SETTINGS].public_base_url.rstrip("/")
     response = web.StreamResponse(
         headers={
@@ -291,7 +244,7 @@ async def export_links(request: web.Request) -> web.StreamResponse:
         }
     )
     async with request.app[PG].acquire() as conn:
-        batches = iter_links(conn, who.workspace_id, filters)
+        batches = iter_links(conn, workspace_id, filters)
         first = await anext(batches, None)  # errors surface as JSON before the CSV starts
         await response.prepare(request)
         await response.write(_csv_lines([EXPORT_COLUMNS]))
@@ -321,8 +274,7 @@ def _csv_lines(rows: Any) -> bytes:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\r\n")
     for row in rows:
-        # A leading =, +, - or @ would be a formula in a spreadsheet (CSV injection).
-        writer.writerow(["'" + v if isinstance(v, str) and v[:1] in "=+-@" else v for v in row])
+        writer.writerow([escape_cell(v) if isinstance(v, str) else v for v in row])
     return buf.getvalue().encode()
 
 
@@ -369,6 +321,13 @@ async def _import_payload(request: web.Request) -> tuple[bytes, str | None]:
 async def import_links(request: web.Request) -> web.Response:
     who = await principal(request, Action.LINK_CREATE)
     data, fmt = await _import_payload(request)
+    report = await run_import(request, who, data, fmt)
+    return json_response(report.as_dict(), 200)
+
+
+async def run_import(request: web.Request, who: Principal, data: bytes, fmt: str | None) -> ImportReport:
+    """Parse a CSV export (one of FORMATS, or detected) and create its valid rows (also the web
+    app's import)."""
     if fmt is not None and fmt not in FORMATS:
         raise ValidationFailed(f"format must be one of {', '.join(FORMATS)}", field="format")
     try:
@@ -376,7 +335,7 @@ async def import_links(request: web.Request) -> web.Response:
     except UnicodeDecodeError:
         raise ValidationFailed("the file must be UTF-8 text", field="file") from None
     settings = request.app[SETTINGS]
-    parsed = await asyncio.to_thread(parse_csv, text, fmt, blocked_hosts=settings.blocked_hosts)  # type: ignore[arg-type]
+    parsed = await asyncio.to_thread(parse_csv, text, fmt, blocked_hosts=settings.blocked_hosts)
     target = ImportTarget(
         workspace_id=who.workspace_id,
         user_id=who.user_id,
@@ -384,8 +343,7 @@ async def import_links(request: web.Request) -> web.Response:
         audit=audit_context(request, who),
     )
     async with request.app[PG].acquire() as conn:
-        report = await import_rows(conn, target, parsed)
-    return json_response(report.as_dict(), 200)
+        return await import_rows(conn, target, parsed)
 
 
 # --- create, read, update, delete ----------------------------------------------------------------

@@ -12,7 +12,9 @@ import html
 import re
 from dataclasses import dataclass, field
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from aiohttp import web
 from pydantic import BaseModel
@@ -21,9 +23,11 @@ from api import accounts, billing, bio, domains, links, qr, rules, tags, webhook
 from api.errors import json_response
 from api.state import SETTINGS
 from engine.analytics.queries import DEFAULT_EXPORT_ROWS, DEFAULT_LIMIT, INTERVALS, MAX_EXPORT_ROWS, MAX_LIMIT
+from engine.auth.api_key_tokens import SCOPES
 from engine.links.importers import FORMATS
 from engine.links.search import MAX_LIMIT as LINKS_MAX_LIMIT
 from engine.links.search import SORT_KEYS
+from engine.links.service import MAX_BULK
 
 routes = web.RouteTableDef()
 SPEC = web.AppKey("openapi_spec", dict)
@@ -34,7 +38,7 @@ _ERROR_TEXT = {
     400: "Bad request",
     401: "Missing or invalid credentials",
     402: "Plan limit reached",
-    403: "Not allowed (role, scope, or an API key where a signed-in session is needed)",
+    403: "Not allowed (role, scope, an API key where a signed-in session is needed, or `workspace_suspended`)",
     404: "Not found (or not in the caller's workspace)",
     409: "Conflict with an existing resource",
     410: "Gone",
@@ -152,7 +156,7 @@ RESPONSE_SCHEMAS: dict[str, dict[str, Any]] = {
         expires_at=NULLABLE_TIME,
         tags=_array(_ref("Tag")),
     ),
-    "LinkPage": _obj("links", "next_cursor", links=_array(_ref("Link")), next_cursor=CURSOR, total_count=INT),
+    "LinkPage": _obj("data", "next_cursor", data=_array(_ref("Link")), next_cursor=CURSOR, total_count=INT),
     "BulkResult": _obj(
         "created", "failed", "results", created=INT, failed=INT, results=_array(_obj("index", "status"))
     ),
@@ -164,10 +168,15 @@ RESPONSE_SCHEMAS: dict[str, dict[str, Any]] = {
         "id",
         "domain",
         "verification",
+        "routing",
         id=UUID,
         domain=STR,
         is_verified=BOOL,
         verification=_obj("type", "name"),
+        routing={
+            **_array(_obj("type", "name", "value", type={"enum": ["CNAME", "A"]}, name=STR, value=STR)),
+            "description": "publish one: a CNAME to the platform's host, or (apex domains) an A record",
+        },
     ),
     "QrCode": _obj(
         "id",
@@ -220,16 +229,104 @@ RESPONSE_SCHEMAS: dict[str, dict[str, Any]] = {
         "id", "email", "name", id=UUID, email=STR, name=STR, email_verified=BOOL, two_factor_enabled=BOOL
     ),
     "Workspace": _obj(
-        "id", "name", "slug", "plan", id=UUID, name=STR, slug=STR, owner_id=UUID, plan=STR, role=STR
+        "id",
+        "name",
+        "slug",
+        "plan",
+        id=UUID,
+        name=STR,
+        slug=STR,
+        owner_id=UUID,
+        plan=STR,
+        role=STR,
+        suspended_at=NULLABLE_TIME,  # set by an operator (`linkrift workspace suspend`)
     ),
-    "ApiKey": _obj("id", "name", "scopes", id=UUID, name=STR, scopes=_array(STR)),
+    "ApiKey": _obj(
+        "id", "name", "scopes", id=UUID, name=STR, scopes=_array({"type": "string", "enum": sorted(SCOPES)})
+    ),
     "Analytics": _obj("source", source={"enum": ["clickhouse", "postgres"]}),
+    "LinkAnalytics": _obj(
+        "source",
+        "link_id",
+        "utm",
+        "total_clicks",
+        "unique_clicks",
+        source={"enum": ["clickhouse", "postgres"]},
+        link_id=UUID,
+        utm=_ref("LinkUtm"),
+        total_clicks=INT,
+        unique_clicks=INT,
+        imported_clicks=INT,
+    ),
+    "LinkUtm": _obj(
+        "utm_source",
+        "utm_medium",
+        "utm_campaign",
+        "utm_term",
+        "utm_content",
+        utm_source=NULLABLE_STR,
+        utm_medium=NULLABLE_STR,
+        utm_campaign=NULLABLE_STR,
+        utm_term=NULLABLE_STR,
+        utm_content=NULLABLE_STR,
+    ),
+    "AbVariant": _obj(
+        "id",
+        "clicks",
+        "unique_visitors",
+        "share",
+        "returning_visitors",
+        "return_rate",
+        "probability_best",
+        id=STR,
+        url=NULLABLE_STR,
+        weight={"type": ["integer", "null"]},
+        expected_share={"type": ["number", "null"]},
+        clicks=INT,
+        unique_visitors=INT,
+        share={"type": "number"},
+        returning_visitors=INT,
+        return_rate={"type": "number"},
+        probability_best={"type": ["number", "null"]},
+    ),
+    "AbTest": _obj(
+        "rule_id",
+        "variants",
+        "leader",
+        "confidence",
+        "significant",
+        rule_id=UUID,
+        is_active=BOOL,
+        deleted=BOOL,
+        clicks=INT,
+        unique_visitors=INT,
+        variants=_array(_ref("AbVariant")),
+        leader=NULLABLE_STR,
+        confidence={"type": ["number", "null"]},
+        significant=BOOL,
+    ),
+    "AbReport": _obj(
+        "link_id",
+        "from",
+        "to",
+        "tz",
+        "measure",
+        "tests",
+        link_id=UUID,
+        to=TIME,
+        tz=STR,
+        measure={"const": "return_rate"},
+        tests=_array(_ref("AbTest")),
+        **{"from": TIME},
+    ),
     "RedirectUrl": _obj("url", url=STR),
 }
 
 
-def _items(name: str) -> dict[str, Any]:
-    return _obj("items", items=_array(_ref(name) if name in RESPONSE_SCHEMAS else _obj()))
+def _items(name: str, **extra: dict[str, Any]) -> dict[str, Any]:
+    """The one list envelope: `{"data": [...], "next_cursor": str | null}` (see api/http.py)."""
+    item = _ref(name) if name in RESPONSE_SCHEMAS else _obj()
+    return _obj("data", "next_cursor", data=_array(item), next_cursor=CURSOR, **extra)
 
 
 # --- query and header parameters -------------------------------------------------------------------
@@ -308,8 +405,19 @@ OPERATIONS: dict[tuple[str, str], Op] = {
     # meta
     ("GET", "/openapi.json"): Op("This OpenAPI document", result={"type": "object"}, auth=Auth.NONE),
     ("GET", "/docs"): Op("Human-readable API reference", result=STR, media=_HTML, auth=Auth.NONE),
+    ("GET", "/livez"): Op(
+        "Liveness: the process and its event loop answer",
+        result=_obj("status", status={"enum": ["ok"]}),
+        auth=Auth.NONE,
+    ),
+    ("GET", "/readyz"): Op(
+        "Readiness: PostgreSQL and Redis answer (Kafka is not required: clicks are spooled)",
+        result=_obj("status", "checks", status={"enum": ["ok", "unavailable"]}, checks=_obj()),
+        auth=Auth.NONE,
+        responses={503: {"description": "PostgreSQL or Redis does not answer (same body)"}},
+    ),
     ("GET", "/healthz"): Op(
-        "Health of PostgreSQL, Redis, Kafka and ClickHouse",
+        "Deep health of PostgreSQL, Redis, Kafka and ClickHouse (diagnostics, not readiness)",
         result=_obj("status", "checks", status={"enum": ["ok", "unavailable"]}, checks=_obj()),
         auth=Auth.NONE,
         responses={503: {"description": "A backing service does not answer (same body)"}},
@@ -331,14 +439,15 @@ OPERATIONS: dict[tuple[str, str], Op] = {
         headers=(WORKSPACE_HEADER,),
     ),
     ("POST", f"{_V1}/links/bulk"): Op(
-        "Create up to 1000 links; each item succeeds or fails on its own",
+        f"Create up to {MAX_BULK} links; each item succeeds or fails on its own",
         result=_ref("BulkResult"),
         body=links.BulkCreate,
         errors=(402,),
     ),
     ("GET", f"{_V1}/links/export.csv"): Op("Export links as CSV", result=STR, media=_CSV, query=LINK_FILTERS),
     ("POST", f"{_V1}/links/import"): Op(
-        "Import links from a CSV file (LinkRift, Bitly or Rebrandly columns)",
+        "Import links from a CSV file: a LinkRift export or url,short_code,title,tags columns, or a "
+        "Bitly, Shlink, Kutt or YOURLS export",
         result=_ref("ImportReport"),
         body_media={
             "multipart/form-data": _obj(
@@ -363,7 +472,7 @@ OPERATIONS: dict[tuple[str, str], Op] = {
         "Restore a deleted link", result=_ref("Link"), errors=(402, 409)
     ),
     # tags
-    ("GET", f"{_V1}/tags"): Op("List tags", result=_obj("tags", tags=_array(_ref("Tag")))),
+    ("GET", f"{_V1}/tags"): Op("List tags", result=_items("Tag")),
     ("POST", f"{_V1}/tags"): Op("Create a tag", 201, _ref("Tag"), body=tags.TagCreate, errors=(409,)),
     ("PATCH", f"{_V1}/tags/{{tag_id}}"): Op(
         "Rename or recolour a tag", result=_ref("Tag"), body=tags.TagPatch, errors=(409,)
@@ -372,9 +481,7 @@ OPERATIONS: dict[tuple[str, str], Op] = {
     ("PUT", f"{_V1}/links/{{link_id}}/tags/{{tag_id}}"): Op("Attach a tag to a link", 204),
     ("DELETE", f"{_V1}/links/{{link_id}}/tags/{{tag_id}}"): Op("Detach a tag from a link", 204),
     # rules
-    ("GET", f"{_V1}/links/{{link_id}}/rules"): Op(
-        "List a link's redirect rules", result=_obj("rules", rules=_array(_ref("Rule")))
-    ),
+    ("GET", f"{_V1}/links/{{link_id}}/rules"): Op("List a link's redirect rules", result=_items("Rule")),
     ("POST", f"{_V1}/links/{{link_id}}/rules"): Op(
         "Add a redirect rule", 201, _ref("Rule"), body=rules.RuleCreate, errors=(402,)
     ),
@@ -386,15 +493,24 @@ OPERATIONS: dict[tuple[str, str], Op] = {
     # analytics
     ("GET", f"{_V1}/links/{{link_id}}/analytics"): Op(
         "A link's click report (JSON, or CSV with format=csv)",
-        result=_ref("Analytics"),
+        result=_ref("LinkAnalytics"),
         query=(*REPORT, FORMAT),
         responses={
             200: {
                 "description": "The report",
-                "content": {"application/json": {"schema": _ref("Analytics")}, _CSV: {"schema": STR}},
+                "content": {"application/json": {"schema": _ref("LinkAnalytics")}, _CSV: {"schema": STR}},
             }
         },
         errors=(503,),
+    ),
+    ("GET", f"{_V1}/links/{{link_id}}/analytics/ab"): Op(
+        "A/B results per variant: clicks, unique visitors, share, the leader and its confidence",
+        result=_ref("AbReport"),
+        query=WINDOW,
+        errors=(503,),
+        description="Human clicks only. The success measure is the return rate (visitors who "
+        "clicked again in the window); `probability_best` is the Bayesian probability that a variant "
+        "has the highest return rate (docs/analytics.md).",
     ),
     ("GET", f"{_V1}/links/{{link_id}}/analytics.csv"): Op(
         "A link's click report as CSV", result=STR, media=_CSV, query=REPORT, errors=(503,)
@@ -438,7 +554,7 @@ OPERATIONS: dict[tuple[str, str], Op] = {
     ),
     ("GET", f"{_V1}/audit-logs"): Op(
         "Audit log, newest first (admins)",
-        result=_obj("items", "next_cursor", items=_array(_obj()), next_cursor=CURSOR),
+        result=_items("AuditEntry"),
         query=AUDIT_QUERY,
     ),
     # accounts
@@ -574,7 +690,7 @@ OPERATIONS: dict[tuple[str, str], Op] = {
     ),
     ("DELETE", f"{_WS}/api-keys/{{key_id}}"): Op("Revoke an API key", 204, auth=Auth.SESSION),
     # domains
-    ("GET", f"{_V1}/domains"): Op("Custom domains", result=_obj("domains", domains=_array(_ref("Domain")))),
+    ("GET", f"{_V1}/domains"): Op("Custom domains", result=_items("Domain")),
     ("POST", f"{_V1}/domains"): Op(
         "Add a custom domain", 201, _ref("Domain"), body=domains.DomainCreate, errors=(402, 409)
     ),
@@ -587,9 +703,7 @@ OPERATIONS: dict[tuple[str, str], Op] = {
         "Check the domain's DNS TXT record now", result=_ref("Domain")
     ),
     # QR codes
-    ("GET", f"{_V1}/links/{{link_id}}/qr-codes"): Op(
-        "A link's QR codes", result=_obj("qr_codes", qr_codes=_array(_ref("QrCode")))
-    ),
+    ("GET", f"{_V1}/links/{{link_id}}/qr-codes"): Op("A link's QR codes", result=_items("QrCode")),
     ("POST", f"{_V1}/links/{{link_id}}/qr-codes"): Op(
         "Create a QR code", 201, _ref("QrCode"), body=qr.QrFields, errors=(402,)
     ),
@@ -611,7 +725,7 @@ OPERATIONS: dict[tuple[str, str], Op] = {
         },
     ),
     # bio pages
-    ("GET", f"{_V1}/bio-pages"): Op("Bio pages", result=_obj("bio_pages", bio_pages=_array(_ref("BioPage")))),
+    ("GET", f"{_V1}/bio-pages"): Op("Bio pages", result=_items("BioPage")),
     ("POST", f"{_V1}/bio-pages"): Op(
         "Create a bio page", 201, _ref("BioPage"), body=bio.PageCreate, errors=(402, 409)
     ),
@@ -620,24 +734,20 @@ OPERATIONS: dict[tuple[str, str], Op] = {
         "Change a bio page", result=_ref("BioPage"), body=bio.PageUpdate, errors=(409,)
     ),
     ("DELETE", f"{_V1}/bio-pages/{{page_id}}"): Op("Delete a bio page", 204),
-    ("GET", f"{_V1}/bio-pages/{{page_id}}/links"): Op(
-        "A page's buttons", result=_obj("links", links=_array(_ref("BioLink")))
-    ),
+    ("GET", f"{_V1}/bio-pages/{{page_id}}/links"): Op("A page's buttons", result=_items("BioLink")),
     ("POST", f"{_V1}/bio-pages/{{page_id}}/links"): Op(
         "Add a button", 201, _ref("BioLink"), body=bio.LinkCreate, errors=(402,)
     ),
     ("POST", f"{_V1}/bio-pages/{{page_id}}/links/reorder"): Op(
         "Reorder the buttons (every button id, in the new order)",
-        result=_obj("links", links=_array(_ref("BioLink"))),
+        result=_items("BioLink"),
         body=bio.Reorder,
     ),
     ("PATCH", f"{_V1}/bio-pages/{{page_id}}/links/{{link_id}}"): Op(
         "Change a button", result=_ref("BioLink"), body=bio.LinkUpdate
     ),
     ("DELETE", f"{_V1}/bio-pages/{{page_id}}/links/{{link_id}}"): Op("Delete a button", 204),
-    ("GET", f"{_V1}/bio-themes"): Op(
-        "Bio page themes", result=_obj("themes", themes=_array(_ref("BioTheme")))
-    ),
+    ("GET", f"{_V1}/bio-themes"): Op("Bio page themes", result=_items("BioTheme")),
     ("POST", f"{_V1}/bio-themes"): Op(
         "Create a theme", 201, _ref("BioTheme"), body=bio.ThemeCreate, errors=(409,)
     ),
@@ -647,7 +757,7 @@ OPERATIONS: dict[tuple[str, str], Op] = {
     ),
     ("DELETE", f"{_V1}/bio-themes/{{theme_id}}"): Op("Delete a theme", 204, errors=(409,)),
     # webhooks
-    ("GET", f"{_V1}/webhooks"): Op("Outgoing webhooks", result=_obj("data", data=_array(_ref("Webhook")))),
+    ("GET", f"{_V1}/webhooks"): Op("Outgoing webhooks", result=_items("Webhook")),
     ("POST", f"{_V1}/webhooks"): Op(
         "Create a webhook; the signing `secret` is in this answer only",
         201,
@@ -669,7 +779,7 @@ OPERATIONS: dict[tuple[str, str], Op] = {
     ),
     ("GET", f"{_V1}/webhooks/{{webhook_id}}/deliveries"): Op(
         "Delivery log, newest first",
-        result=_obj("data", "next_cursor", data=_array(_ref("Delivery")), next_cursor=CURSOR),
+        result=_items("Delivery"),
         query=(
             Param("limit", {"type": "integer", "minimum": 1, "maximum": webhooks.MAX_PAGE, "default": 50}),
             Param("cursor", STR),
@@ -767,15 +877,25 @@ PATH_PARAMS: dict[str, dict[str, Any]] = {
 
 
 def route_keys(app: web.Application) -> list[tuple[str, str]]:
-    """(method, path template) of every route; HEAD is implied by GET."""
+    """(method, path template) of every API and public route; HEAD is implied by GET. The web
+    app's HTML pages (web/, under /app, and its email-link aliases) and static files (the /docs
+    assets) are not part of the API."""
     keys: list[tuple[str, str]] = []
     for route in app.router.routes():
-        if route.method == "HEAD" or route.resource is None:
+        if route.method == "HEAD" or route.resource is None or _is_web_page(route):
+            continue
+        if isinstance(route.resource, web.StaticResource):
             continue
         key = (route.method, route.resource.canonical)
         if key not in keys:
             keys.append(key)
     return keys
+
+
+def _is_web_page(route: web.AbstractRoute) -> bool:
+    path = route.resource.canonical if route.resource is not None else ""
+    module = getattr(route.handler, "__module__", "") or ""
+    return path == "/app" or path.startswith("/app/") or module.split(".")[0] == "web"
 
 
 def missing_operations(app: web.Application) -> list[tuple[str, str]]:
@@ -895,8 +1015,8 @@ def build_spec(app: web.Application, base_url: str) -> dict[str, Any]:
         op = OPERATIONS.get((method, path)) or Op(
             "Undocumented route", responses={200: {"description": "Not described yet"}}
         )
-        name = body_names.get(op.body) if op.body is not None else None
-        paths.setdefault(path, {})[method.lower()] = _operation(method, path, op, name)
+        body_name = body_names.get(op.body) if op.body is not None else None
+        paths.setdefault(path, {})[method.lower()] = _operation(method, path, op, body_name)
     return {
         "openapi": "3.1.0",
         "info": {
@@ -940,70 +1060,42 @@ def _spec(request: web.Request) -> dict[str, Any]:
 
 # --- the docs page -----------------------------------------------------------------------------------
 
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+DOCS_ASSETS = "/docs/assets"
+# The vendored Swagger UI (api/static/swagger-ui/VENDORED.md); in its asset URLs to bust caches.
+SWAGGER_UI_VERSION = "5.35.0"
+
+
+def docs_csp(public_base_url: str) -> str:
+    """Scripts and styles from this origin only (no inline script); "Try it out" may call the
+    documented server, which is this origin unless a public base URL says otherwise."""
+    server = urlsplit(public_base_url)
+    origin = f" {server.scheme}://{server.netloc}" if server.scheme and server.netloc else ""
+    return (
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        f"font-src 'self'; connect-src 'self'{origin}; base-uri 'none'; form-action 'none'; "
+        "frame-ancestors 'none'"
+    )
+
 
 def render_docs(spec: dict[str, Any]) -> str:
-    """One static HTML page: operations grouped by tag, with parameters, body and responses."""
+    """The /docs page: a shell that loads the vendored Swagger UI, which renders /openapi.json."""
     esc = html.escape
-    by_tag: dict[str, list[str]] = {}
-    for path, methods in spec["paths"].items():
-        for method, op in methods.items():
-            params = "".join(
-                f"<li><code>{esc(p['name'])}</code> <small>({esc(p['in'])}"
-                f"{', required' if p.get('required') else ''})</small> "
-                f"{esc(_schema_text(p['schema']))} {esc(p.get('description', ''))}</li>"
-                for p in op.get("parameters", [])
-            )
-            body = ""
-            if "requestBody" in op:
-                kinds = ", ".join(
-                    f"{esc(media)}: {esc(_schema_text(c['schema']))}"
-                    for media, c in op["requestBody"]["content"].items()
-                )
-                body = f"<p><b>Body</b> {kinds}</p>"
-            responses = "".join(
-                f"<li><code>{esc(status)}</code> {esc(r['description'])}</li>"
-                for status, r in op["responses"].items()
-            )
-            auth = (
-                "API key or access token"
-                if op["security"] == [{"bearer": []}]
-                else ("access token (signed-in user)" if op["security"] else "none")
-            )
-            by_tag.setdefault(op["tags"][0], []).append(
-                f"<details id='{esc(op['operationId'])}'><summary><span class='m {esc(method)}'>{esc(method.upper())}</span> "
-                f"<code>{esc(path)}</code> {esc(op['summary'])}</summary>"
-                f"<p><b>Auth</b> {auth}</p>"
-                f"{f'<p><b>Parameters</b></p><ul>{params}</ul>' if params else ''}{body}"
-                f"<p><b>Responses</b></p><ul>{responses}</ul></details>"
-            )
-    toc = " · ".join(f"<a href='#tag-{esc(tag)}'>{esc(tag)}</a>" for tag in sorted(by_tag))
-    sections = "".join(
-        f"<h2 id='tag-{esc(tag)}'>{esc(tag)}</h2>{''.join(items)}" for tag, items in sorted(by_tag.items())
-    )
-    info = spec["info"]
+    assets = f"{DOCS_ASSETS}/swagger-ui"
+    version = f"?v={SWAGGER_UI_VERSION}"
     return (
-        "<!doctype html><html lang=en><meta charset=utf-8>"
-        f"<title>{esc(info['title'])}</title><meta name=viewport content='width=device-width'>"
-        "<style>body{font:15px/1.5 system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#222}"
-        "details{border:1px solid #ddd;border-radius:6px;margin:.4rem 0;padding:.3rem .7rem}"
-        "summary{cursor:pointer}.m{display:inline-block;min-width:4.5rem;font-weight:600}"
-        ".get{color:#1a7f37}.post{color:#0550ae}.patch,.put{color:#9a6700}.delete{color:#cf222e}"
-        "code{background:#f4f4f4;padding:0 .2rem;border-radius:3px}</style>"
-        f"<h1>{esc(info['title'])} <small>v{esc(info['version'])}</small></h1>"
-        f"<p>{esc(info['description'])}</p><p>Machine-readable: <a href='/openapi.json'>/openapi.json</a>"
-        f" (OpenAPI {esc(spec['openapi'])}). Server: <code>{esc(spec['servers'][0]['url'])}</code></p>"
-        f"<nav>{toc}</nav>{sections}</html>"
+        "<!doctype html><html lang=en><head><meta charset=utf-8>"
+        f"<title>{esc(spec['info']['title'])} reference</title>"
+        "<meta name=viewport content='width=device-width,initial-scale=1'>"
+        # An empty icon: the browser would otherwise ask for /favicon.ico, a 404 in its console.
+        "<link rel=icon href='data:,'>"
+        f"<link rel=stylesheet href='{assets}/swagger-ui.css{version}'></head>"
+        "<body><noscript>The API reference needs JavaScript; the raw document is "
+        "<a href='/openapi.json'>/openapi.json</a>.</noscript>"
+        "<div id=swagger-ui data-spec='/openapi.json'></div>"
+        f"<script src='{assets}/swagger-ui-bundle.js{version}'></script>"
+        f"<script src='{DOCS_ASSETS}/docs.js{version}'></script></body></html>"
     )
-
-
-def _schema_text(schema: dict[str, Any]) -> str:
-    if "$ref" in schema:
-        return schema["$ref"].rsplit("/", 1)[-1]
-    if "enum" in schema:
-        return " | ".join(str(v) for v in schema["enum"])
-    kind = schema.get("type", "object")
-    kind = " or ".join(kind) if isinstance(kind, list) else kind
-    return f"{kind} ({schema['format']})" if "format" in schema else str(kind)
 
 
 @routes.get("/openapi.json")
@@ -1013,9 +1105,19 @@ async def openapi_json(request: web.Request) -> web.Response:
 
 @routes.get("/docs")
 async def docs_page(request: web.Request) -> web.Response:
-    return web.Response(text=render_docs(_spec(request)), content_type="text/html", charset="utf-8")
+    return web.Response(
+        text=render_docs(_spec(request)),
+        content_type="text/html",
+        charset="utf-8",
+        headers={
+            "Content-Security-Policy": docs_csp(request.app[SETTINGS].public_base_url),
+            "Cache-Control": "public, max-age=300",
+        },
+    )
 
 
 def setup(app: web.Application) -> None:
     app[SPEC] = {}
     app.add_routes(routes)
+    # Only the files /docs needs: the vendored Swagger UI and its initializer.
+    app.router.add_static(DOCS_ASSETS, STATIC_DIR, append_version=False)

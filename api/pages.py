@@ -7,6 +7,7 @@ from html import escape
 from aiohttp import web
 
 NO_STORE = "private, no-store"
+BRAND = "LinkRift"
 
 _STYLE = (
     "body{font:16px/1.5 system-ui,sans-serif;margin:15vh auto;max-width:32em;padding:0 1em;color:#222}"
@@ -16,11 +17,14 @@ _STYLE = (
 
 
 def _html(status: int, title: str, body: str, headers: dict[str, str] | None = None) -> web.Response:
+    # The brand ends every title once: "Link not found · LinkRift", and the landing page's own
+    # title "LinkRift" stays as it is.
+    full_title = title if title == BRAND else f"{title} · {BRAND}"
     text = (
         "<!doctype html><html lang=en><meta charset=utf-8>"
         "<meta name=viewport content='width=device-width,initial-scale=1'>"
         "<meta name=robots content=noindex>"
-        f"<title>{escape(title)} · LinkRift</title><style>{_STYLE}</style>"
+        f"<title>{escape(full_title)}</title><style>{_STYLE}</style>"
         f"<body><h1>{escape(title)}</h1>{body}<p><small>LinkRift</small></p></body></html>"
     )
     return web.Response(
@@ -39,7 +43,7 @@ def message_page(
 
 def landing() -> web.Response:
     """`/` of the short-link host (a custom domain without a default_redirect_url included)."""
-    return message_page(200, "LinkRift", "Short links are served from this address.")
+    return message_page(200, BRAND, "Short links are served from this address.")
 
 
 def not_found() -> web.Response:

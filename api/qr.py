@@ -11,15 +11,15 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from typing import Any, Literal
-from uuid import UUID
 
 import asyncpg
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
+from api.audit import audit
 from api.auth import principal
 from api.errors import json_response
-from api.links import parse_model, read_json
+from api.http import list_response, parse_model, path_uuid, read_json
 from api.state import PG, SETTINGS
 from engine.auth.permissions import Action
 from engine.errors import ValidationFailed
@@ -52,13 +52,6 @@ def setup(app: web.Application) -> None:
     app.add_routes(routes)
 
 
-def _uuid(request: web.Request, name: str) -> str:
-    try:
-        return str(UUID(request.match_info[name]))
-    except ValueError:
-        raise ValidationFailed(f"{name.replace('_', ' ')} must be a UUID", field=name) from None
-
-
 def _columns(values: dict[str, Any]) -> dict[str, Any]:
     """Validated request fields → qr_codes columns (the logo becomes logo_png bytes)."""
     out: dict[str, Any] = {}
@@ -79,16 +72,16 @@ def _columns(values: dict[str, Any]) -> dict[str, Any]:
 @routes.post("/api/v1/links/{link_id}/qr-codes")
 async def create_qr(request: web.Request) -> web.Response:
     who = await principal(request, Action.QR_MANAGE)
-    link_id = _uuid(request, "link_id")
+    link_id = path_uuid(request, "link_id")
     body = parse_model(QrFields, await read_json(request))
     base = request.app[SETTINGS].public_base_url
-    async with request.app[PG].acquire() as conn:
+    async with request.app[PG].acquire() as conn, conn.transaction():
+        fields = _columns(body.model_dump())
         row = await repository.create_qr(
-            conn,
-            workspace_id=who.workspace_id,
-            link_id=link_id,
-            base_url=base,
-            fields=_columns(body.model_dump()),
+            conn, workspace_id=who.workspace_id, link_id=link_id, base_url=base, fields=fields
+        )
+        await audit(
+            conn, request, who, "qr_code.created", "qr_code", row["id"], {"link_id": link_id, **fields}
         )
     return json_response(repository.qr_to_json(row, base), 201)
 
@@ -98,8 +91,8 @@ async def list_qr(request: web.Request) -> web.Response:
     who = await principal(request, Action.LINK_READ)
     base = request.app[SETTINGS].public_base_url
     async with request.app[PG].acquire() as conn:
-        rows = await repository.list_qr(conn, who.workspace_id, _uuid(request, "link_id"))
-    return json_response({"qr_codes": [repository.qr_to_json(r, base) for r in rows]})
+        rows = await repository.list_qr(conn, who.workspace_id, path_uuid(request, "link_id"))
+    return list_response([repository.qr_to_json(r, base) for r in rows])
 
 
 @routes.get("/api/v1/links/{link_id}/qr-codes/{qr_id}")
@@ -107,7 +100,10 @@ async def get_qr(request: web.Request) -> web.Response:
     who = await principal(request, Action.LINK_READ)
     async with request.app[PG].acquire() as conn:
         row = await repository.get_qr(
-            conn, _uuid(request, "qr_id"), workspace_id=who.workspace_id, link_id=_uuid(request, "link_id")
+            conn,
+            path_uuid(request, "qr_id"),
+            workspace_id=who.workspace_id,
+            link_id=path_uuid(request, "link_id"),
         )
     return json_response(repository.qr_to_json(row, request.app[SETTINGS].public_base_url))
 
@@ -115,26 +111,28 @@ async def get_qr(request: web.Request) -> web.Response:
 @routes.patch("/api/v1/links/{link_id}/qr-codes/{qr_id}")
 async def update_qr(request: web.Request) -> web.Response:
     who = await principal(request, Action.QR_MANAGE)
-    link_id, qr_id = _uuid(request, "link_id"), _uuid(request, "qr_id")
+    link_id, qr_id = path_uuid(request, "link_id"), path_uuid(request, "qr_id")
     body = parse_model(QrFields, await read_json(request))
-    async with request.app[PG].acquire() as conn:
+    async with request.app[PG].acquire() as conn, conn.transaction():
+        changes = _columns(body.model_dump(exclude_unset=True))
         row = await repository.update_qr(
-            conn, workspace_id=who.workspace_id, link_id=link_id, qr_id=qr_id,
-            changes=_columns(body.model_dump(exclude_unset=True)),
-        )  # fmt: skip
+            conn, workspace_id=who.workspace_id, link_id=link_id, qr_id=qr_id, changes=changes
+        )
+        await audit(conn, request, who, "qr_code.updated", "qr_code", qr_id, changes)
     return json_response(repository.qr_to_json(row, request.app[SETTINGS].public_base_url))
 
 
 @routes.delete("/api/v1/links/{link_id}/qr-codes/{qr_id}")
 async def delete_qr(request: web.Request) -> web.Response:
     who = await principal(request, Action.QR_MANAGE)
-    async with request.app[PG].acquire() as conn:
+    async with request.app[PG].acquire() as conn, conn.transaction():
         await repository.delete_qr(
             conn,
             workspace_id=who.workspace_id,
-            link_id=_uuid(request, "link_id"),
-            qr_id=_uuid(request, "qr_id"),
+            link_id=path_uuid(request, "link_id"),
+            qr_id=path_uuid(request, "qr_id"),
         )
+        await audit(conn, request, who, "qr_code.deleted", "qr_code", path_uuid(request, "qr_id"))
     return web.Response(status=204)
 
 
@@ -161,12 +159,12 @@ async def _image(request: web.Request, row: asyncpg.Record, fmt: str, cache_cont
 async def qr_image(request: web.Request) -> web.Response:
     who = await principal(request, Action.LINK_READ)
     async with request.app[PG].acquire() as conn:
-        row = await repository.get_qr(conn, _uuid(request, "qr_id"), workspace_id=who.workspace_id)
+        row = await repository.get_qr(conn, path_uuid(request, "qr_id"), workspace_id=who.workspace_id)
     return await _image(request, row, request.match_info["fmt"], PRIVATE_CACHE)
 
 
 @routes.get(f"/qr/{{qr_id:{_UUID}}}.{{fmt:png|svg}}")
 async def public_qr_image(request: web.Request) -> web.Response:
     async with request.app[PG].acquire() as conn:
-        row = await repository.get_qr(conn, _uuid(request, "qr_id"), workspace_id=None)
+        row = await repository.get_qr(conn, path_uuid(request, "qr_id"), workspace_id=None)
     return await _image(request, row, request.match_info["fmt"], PUBLIC_CACHE)

@@ -15,10 +15,11 @@ from collections.abc import AsyncIterator
 
 import redis.asyncio as redis
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from api.errors import json_response
 from api.state import KEYS, PG, REDIS, SETTINGS
-from engine.accounts.apikeys import UsageRecorder
+from engine.accounts.api_keys import UsageRecorder
 from engine.accounts.repository import Principal
 from engine.errors import LinkRiftError, RateLimited
 from engine.ratelimit import Decision, RateLimiter, key_limit
@@ -74,7 +75,7 @@ def _ip_limit(request: web.Request) -> int:
 
 
 @web.middleware
-async def ratelimit_middleware(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+async def ratelimit_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     if not request.path.startswith("/api/"):
         return await handler(request)
     try:
@@ -91,3 +92,10 @@ async def ratelimit_middleware(request: web.Request, handler: web.Handler) -> we
     if decision is not None and not response.prepared:
         response.headers.update(decision.headers())
     return response
+
+
+async def limit_ip(request: web.Request, endpoint: str, limit: int) -> None:
+    """Count one request from this IP against `endpoint` (RateLimited past `limit` per minute);
+    the web app's sign-in forms share the API's auth limit this way."""
+    if limit > 0:
+        await _hit(request, request.app[KEYS].rate_ip(request.remote or "unknown", endpoint), limit)

@@ -1,9 +1,9 @@
 """The redirect front end: GET|HEAD|POST /{code} on any host → 30x, with the click handed to Kafka.
 
 Walk of a click: the Host names the domain and the path the code (engine.links.cache resolves
-both) → the link's state (engine.links.admission) → its password (engine.links.passwords) → its
+both) → the link's state (engine.links.admission) → its password (engine.links.access_cookies) → its
 rules (engine.rules) → the blocklist and max_clicks admission → answer → emit a RawClick
-(api.clicks) → the worker (streams.agents.clicks). See docs/redirect.md.
+(api.click_journal) → the worker (streams.agents.click_consumer). See docs/redirect.md.
 
 Also the front end's other pages: `/` (a custom domain's default_redirect_url, else a small
 landing page) and, through `not_found_middleware`, the branded 404 for every other unknown path
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import itertools
 import math
 import os
 import time
@@ -24,6 +25,7 @@ from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from aiohttp import hdrs, web
+from aiohttp.typedefs import Handler
 from prometheus_client import Counter, Histogram
 from redis.exceptions import RedisError
 
@@ -37,9 +39,12 @@ from engine.clicks.models import RawClick
 from engine.clicks.useragent import parse_user_agent
 from engine.clicks.utm import extract_utm
 from engine.errors import ServiceUnavailable
+from engine.links.access_cookies import ACCESS_COOKIE, ACCESS_TTL_SECONDS, sign_access, verify_access
 from engine.links.admission import LinkState, admit, client_ip, host_blocked, link_state
 from engine.links.cache import DEFAULT_DOMAIN, DomainInfo, ResolvedLink, normalize_host
-from engine.links.passwords import ACCESS_COOKIE, ACCESS_TTL_SECONDS, sign_access, verify_access
+from engine.links.models import CachedLink
+from engine.links.urls import location_header
+from engine.observability import REQUEST_ID
 from engine.qr.marker import scan_marker
 from engine.rules.evaluator import evaluate, needs_device, needs_geo
 from engine.rules.models import RequestContext
@@ -90,7 +95,7 @@ async def home(request: web.Request) -> web.StreamResponse:
 
 
 @web.middleware
-async def not_found_middleware(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+async def not_found_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Unknown paths outside /api/ (several segments, say) get the branded 404, not aiohttp's text."""
     try:
         return await handler(request)
@@ -210,7 +215,7 @@ async def _answer(request: web.Request) -> tuple[web.StreamResponse, str]:
     # After a POST the browser must GET the destination: 303, never a 307/308 that re-posts.
     status = 303 if request.method == "POST" else link.redirect_type
     response = web.Response(
-        status=status, headers={hdrs.LOCATION: location, hdrs.CACHE_CONTROL: pages.NO_STORE}
+        status=status, headers={hdrs.LOCATION: location_header(location), hdrs.CACHE_CONTROL: pages.NO_STORE}
     )
     ab_cookie = bool(rule_id and variant and visit.cookies.get(AB_COOKIE_PREFIX + rule_id) != variant)
     if ab_cookie and not unlocked_by_post:
@@ -290,7 +295,9 @@ def _domain_fallback(domain: DomainInfo, page: web.Response, *, for_missing: boo
         url = domain.custom_404_url or domain.default_redirect_url
     if not url:
         return page
-    return web.Response(status=302, headers={"Location": url, "Cache-Control": pages.NO_STORE})
+    return web.Response(
+        status=302, headers={"Location": location_header(url), "Cache-Control": pages.NO_STORE}
+    )
 
 
 async def _password_gate(visit: Visit, resolved: ResolvedLink) -> web.Response | None:
@@ -319,37 +326,67 @@ async def _password_gate(visit: Visit, resolved: ResolvedLink) -> web.Response |
 
 async def _decide(visit: Visit, resolved: ResolvedLink) -> tuple[str, str, str]:
     """(destination, rule id, variant) from the link's rules, or its own URL."""
+    compiled = resolved.rules
+    if compiled is None or not compiled.rules:
+        return resolved.link.url, "", ""
+    observed = await visit.app[RESOLVER].ab_observed(resolved.link.id) if resolved.ab_rule_ids else None
+    headers = visit.request.headers
+    return rule_decision(
+        visit.app[GEO],
+        resolved,
+        now=visit.now,
+        ip=visit.ip,
+        user_agent=visit.user_agent,
+        referer=headers.get("Referer", ""),
+        accept_language=headers.get("Accept-Language", ""),
+        cookies=visit.cookies,
+        visitor_id=visit.visitor_id,
+        observed=observed,
+    )
+
+
+def rule_decision(
+    geo_resolver: GeoResolver,
+    resolved: ResolvedLink,
+    *,
+    now: float,
+    ip: str,
+    user_agent: str,
+    referer: str,
+    accept_language: str,
+    cookies: Mapping[str, str],
+    visitor_id: str,
+    observed: dict[str, dict[str, int]] | None,
+) -> tuple[str, str, str]:
+    """The rules' (destination, rule id, variant) once the A/B split is known (no I/O: the front's
+    synchronous path and the aiohttp route share it)."""
     link, compiled = resolved.link, resolved.rules
     if compiled is None or not compiled.rules:
         return link.url, "", ""
-    app = visit.app
     ctx: dict[str, Any] = {}
     if needs_device(compiled):
-        info = parse_user_agent(visit.user_agent)
+        info = parse_user_agent(user_agent)
         ctx.update(device_type=info.device_type, os=info.os, browser=info.browser)
     if needs_geo(compiled):
-        geo = app[GEO].lookup(visit.ip)
+        geo = geo_resolver.lookup(ip)
         ctx.update(country=geo.country_code, region=geo.region, city=geo.city)
-    observed = None
     assigned: dict[str, str] = {}
-    if resolved.ab_rule_ids:
-        observed = await app[RESOLVER].ab_observed(link.id)
-        for rule_id in resolved.ab_rule_ids:
-            chosen = visit.cookies.get(AB_COOKIE_PREFIX + rule_id)
-            if chosen:
-                assigned[rule_id] = chosen
+    for rule_id in resolved.ab_rule_ids:
+        chosen = cookies.get(AB_COOKIE_PREFIX + rule_id)
+        if chosen:
+            assigned[rule_id] = chosen
     decision = evaluate(
         compiled,
         link.url,
         RequestContext(
-            now=datetime.fromtimestamp(visit.now, UTC),
-            visitor_id=visit.visitor_id,
-            referer=visit.request.headers.get("Referer", ""),
-            accept_language=visit.request.headers.get("Accept-Language", ""),
+            now=datetime.fromtimestamp(now, UTC),
+            visitor_id=visitor_id,
+            referer=referer,
+            accept_language=accept_language,
             ab_assigned=assigned,
             **ctx,
         ),
-        observed,
+        observed if resolved.ab_rule_ids else None,
     )
     return decision.destination, decision.rule_id, decision.variant
 
@@ -377,39 +414,97 @@ def _cookie_path(code: str) -> str:
 
 
 def _emit_click(visit: Visit, resolved: ResolvedLink, location: str, rule_id: str, variant: str) -> None:
-    app, request, link = visit.app, visit.request, resolved.link
-    store_ip = app[SETTINGS].store_ip
-    # Without the IP in the click the worker cannot locate it, so the api does it here.
-    geo: GeoInfo = EMPTY_GEO if store_ip else app[GEO].lookup(visit.ip)
-    # Most redirects carry no query string: skip building request.query for them.
-    query = request.query if request.query_string else None
-    # A dynamic QR code's `?qr=` marker: a scan, counted into scan_count by the worker.
-    qr_code_id = scan_marker(query) if query else ""
+    app, request = visit.app, visit.request
     headers = request.headers
     app[EMITTER].emit(
-        RawClick(
-            event_id=os.urandom(16).hex(),  # 32 hex chars like uuid4().hex, ~5x cheaper
-            ts=visit.now,
-            link_id=link.id,
-            workspace_id=link.workspace_id,
-            domain=request.host or "",
-            short_code=link.short_code,
-            destination=location,
-            rule_id=rule_id,
-            variant=variant,
-            kind="qr" if qr_code_id else "redirect",
-            method=request.method,
-            ip=visit.ip if store_ip else "",
+        make_click(
+            app[GEO],
+            store_ip=app[SETTINGS].store_ip,
+            now=visit.now,
+            ip=visit.ip,
             user_agent=visit.user_agent,
+            visitor_id=visit.visitor_id,
+            host=request.host or "",
+            method=request.method,
+            # Most redirects carry no query string: skip building request.query for them.
+            query=request.query if request.query_string else None,
             referer=headers.get(hdrs.REFERER, ""),
             accept_language=headers.get(hdrs.ACCEPT_LANGUAGE, ""),
-            visitor_id=visit.visitor_id,
-            utm=extract_utm(query) if query else {},
-            qr_code_id=qr_code_id,
-            country_code=geo.country_code,
-            region=geo.region,
-            city=geo.city,
+            link=resolved.link,
+            location=location,
+            rule_id=rule_id,
+            variant=variant,
+            request_id=REQUEST_ID.get(),
         )
+    )
+
+
+class EventIds:
+    """Click event ids: 32 hex characters, a random 64-bit prefix per process (drawn again in a
+    forked child) and a counter. Unique like uuid4().hex without a getrandom() call per click."""
+
+    def __init__(self) -> None:
+        self.reseed()
+        os.register_at_fork(after_in_child=self.reseed)
+
+    def reseed(self) -> None:
+        self._prefix = os.urandom(8).hex()
+        self._counter = itertools.count(int.from_bytes(os.urandom(4), "big"))
+
+    def next(self) -> str:
+        return f"{self._prefix}{next(self._counter) & 0xFFFFFFFFFFFFFFFF:016x}"
+
+
+_EVENT_IDS = EventIds()
+
+
+def make_click(
+    geo_resolver: GeoResolver,
+    *,
+    store_ip: bool,
+    now: float,
+    ip: str,
+    user_agent: str,
+    visitor_id: str,
+    host: str,
+    method: str,
+    query: Mapping[str, str] | None,
+    referer: str,
+    accept_language: str,
+    link: CachedLink,
+    location: str,
+    rule_id: str,
+    variant: str,
+    request_id: str,
+) -> RawClick:
+    """The RawClick of one redirect (the aiohttp route and the front build it here alike)."""
+    # Without the IP in the click the worker cannot locate it, so the api does it here.
+    geo: GeoInfo = EMPTY_GEO if store_ip else geo_resolver.lookup(ip)
+    # A dynamic QR code's `?qr=` marker: a scan, counted into scan_count by the worker.
+    qr_code_id = scan_marker(query) if query else ""
+    return RawClick(
+        event_id=_EVENT_IDS.next(),
+        ts=now,
+        link_id=link.id,
+        workspace_id=link.workspace_id,
+        domain=host,
+        short_code=link.short_code,
+        destination=location,
+        rule_id=rule_id,
+        variant=variant,
+        kind="qr" if qr_code_id else "redirect",
+        method=method,
+        ip=ip if store_ip else "",
+        user_agent=user_agent,
+        referer=referer,
+        accept_language=accept_language,
+        visitor_id=visitor_id,
+        utm=extract_utm(query) if query else {},
+        qr_code_id=qr_code_id,
+        country_code=geo.country_code,
+        region=geo.region,
+        city=geo.city,
+        request_id=request_id,
     )
 
 

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict
 
 from api.audit import audit_context
-from api.auth import parse_uuid, principal
+from api.auth import principal
 from api.errors import json_response
-from api.links import parse_model, read_json
+from api.http import list_response, parse_model, parse_uuid, read_json
 from api.state import PG, TOPICS
 from engine.auth.permissions import Action
 from engine.errors import ValidationFailed
-from engine.rules import repository as rules
+from engine.inputs import BoundedJsonObject
+from engine.links import rule_service as rules
 
 routes = web.RouteTableDef()
 
@@ -23,7 +22,7 @@ class RuleCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     rule_type: str
-    conditions: dict[str, Any] = {}
+    conditions: BoundedJsonObject = {}
     destination_url: str | None = None
     priority: int = 0
     weight: int | None = None
@@ -34,7 +33,7 @@ class RulePatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     rule_type: str | None = None
-    conditions: dict[str, Any] | None = None
+    conditions: BoundedJsonObject | None = None
     destination_url: str | None = None
     priority: int | None = None
     weight: int | None = None
@@ -56,7 +55,7 @@ async def get_rules(request: web.Request) -> web.Response:
     link_id = _link_id(request)
     async with request.app[PG].acquire() as conn:
         rows = await rules.list_rules(conn, who.workspace_id, link_id)
-    return json_response({"rules": [rules.rule_json(r) for r in rows]})
+    return list_response([r.to_json() for r in rows])
 
 
 @routes.post("/api/v1/links/{link_id}/rules")
@@ -73,7 +72,7 @@ async def post_rule(request: web.Request) -> web.Response:
             link_id,
             body.model_dump(),
         )
-    return json_response(rules.rule_json(row), 201)
+    return json_response(row.to_json(), 201)
 
 
 @routes.get("/api/v1/links/{link_id}/rules/{rule_id}")
@@ -82,7 +81,7 @@ async def get_rule(request: web.Request) -> web.Response:
     link_id, rule_id = _ids(request)
     async with request.app[PG].acquire() as conn:
         row = await rules.get_rule(conn, who.workspace_id, link_id, rule_id)
-    return json_response(rules.rule_json(row))
+    return json_response(row.to_json())
 
 
 @routes.patch("/api/v1/links/{link_id}/rules/{rule_id}")
@@ -105,7 +104,7 @@ async def patch_rule(request: web.Request) -> web.Response:
             rule_id,
             changes,
         )
-    return json_response(rules.rule_json(row))
+    return json_response(row.to_json())
 
 
 @routes.delete("/api/v1/links/{link_id}/rules/{rule_id}")

@@ -7,7 +7,7 @@ import redis.asyncio as redis
 from aiohttp import web
 
 from api.analytics_client import AnalyticsClient
-from api.clicks import ClickEmitter
+from api.click_producer import Emitter
 from engine.clicks.visitor import VisitorIdFactory
 from engine.config import Settings
 from engine.links.cache import LinkResolver, TTLCache
@@ -18,7 +18,7 @@ PG = web.AppKey("pg", asyncpg.Pool)
 REDIS = web.AppKey("redis", redis.Redis)
 KEYS = web.AppKey("keys", RedisKeys)
 TOPICS = web.AppKey("topics", Topics)
-EMITTER = web.AppKey("emitter", ClickEmitter)
+EMITTER = web.AppKey("emitter", Emitter)
 RESOLVER = web.AppKey("resolver", LinkResolver)
 ANALYTICS = web.AppKey("analytics", AnalyticsClient)
 VISITORS = web.AppKey("visitors", VisitorIdFactory)

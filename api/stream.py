@@ -17,8 +17,9 @@ from aiohttp import web
 from aiohttp_sse import sse_response
 
 from api.auth import principal
+from api.http import parse_uuid
 from api.state import KEYS, PG, REDIS, SETTINGS
-from engine.analytics.queries import parse_uuid
+from engine.accounts.repository import Principal
 from engine.auth.permissions import Action
 from engine.errors import ValidationFailed
 from engine.links import repository
@@ -35,7 +36,12 @@ _BEGINNING = "0-0"
 
 @routes.get("/api/v1/stream/clicks")
 async def click_stream(request: web.Request) -> web.StreamResponse:
-    who = await principal(request, Action.ANALYTICS_READ)
+    return await stream_clicks(request, await principal(request, Action.ANALYTICS_READ))
+
+
+async def stream_clicks(request: web.Request, who: Principal) -> web.StreamResponse:
+    """The SSE response for `who` (already allowed to read analytics): the web app's live view
+    serves the same stream to a signed-in browser session."""
     for name in request.query:
         if name not in _PARAMS:
             raise ValidationFailed(f"unknown parameter {name!r}", field=name)
@@ -99,7 +105,8 @@ async def _position_after(client: redis.Redis, feed: str, event_id: str) -> byte
         entries = await client.xrevrange(feed, max=upper, min="-", count=_SCAN_PAGE)
         for entry_id, fields in entries:
             if fields.get(b"event_id") == wanted:
-                return entry_id
+                found: bytes = entry_id
+                return found
         if len(entries) < _SCAN_PAGE:
             return _BEGINNING
         upper = "(" + entries[-1][0].decode()

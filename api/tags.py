@@ -6,10 +6,11 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict
 
 from api.audit import audit_context
-from api.auth import parse_uuid, principal
+from api.auth import principal
 from api.errors import json_response
-from api.links import parse_model, read_json
+from api.http import list_response, parse_model, parse_uuid, read_json
 from api.state import PG, TOPICS
+from engine import outbox
 from engine.audit import write_audit
 from engine.auth.permissions import Action
 from engine.errors import ValidationFailed
@@ -49,7 +50,7 @@ class TagPatch(BaseModel):
 async def get_tags(request: web.Request) -> web.Response:
     who = await principal(request, Action.LINK_READ)
     async with request.app[PG].acquire() as conn:
-        return json_response({"tags": await list_tags(conn, who.workspace_id)})
+        return list_response(await list_tags(conn, who.workspace_id))
 
 
 @routes.post("/api/v1/tags")
@@ -99,8 +100,8 @@ async def _link_tag(request: web.Request, attach: bool) -> web.Response:
             await attach_tag(conn, link_id, tag_id) if attach else await detach_tag(conn, link_id, tag_id)
         )
         if changed:
-            await repository.write_outbox(
-                conn, request.app[TOPICS].links_changes, link_id, repository.change_payload("updated", link)
+            await outbox.write_outbox(
+                conn, request.app[TOPICS].links_changes, link_id, outbox.link_change("updated", link)
             )
             await write_audit(
                 conn,

@@ -8,9 +8,10 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.auth import parse_uuid, principal
+from api.audit import audit
+from api.auth import principal
 from api.errors import json_response
-from api.links import parse_model, read_json
+from api.http import list_response, parse_model, parse_uuid, read_json
 from api.state import PG, SETTINGS
 from engine.auth.crypto import SecretBox
 from engine.auth.permissions import Action
@@ -52,7 +53,7 @@ async def list_webhooks(request: web.Request) -> web.Response:
     who = await principal(request, Action.WEBHOOK_READ)
     async with request.app[PG].acquire() as conn:
         rows = await repository.list_webhooks(conn, who.workspace_id)
-    return json_response({"data": [repository.webhook_json(r) for r in rows]})
+    return list_response([repository.webhook_json(r) for r in rows])
 
 
 @routes.post("/api/v1/webhooks")
@@ -61,8 +62,11 @@ async def create_webhook(request: web.Request) -> web.Response:
     body = parse_model(WebhookCreate, await read_json(request))
     events = validate_events(body.events)
     url = await validate_target(body.url, allow_private=request.app[SETTINGS].webhook_allow_private)
-    async with request.app[PG].acquire() as conn:
+    async with request.app[PG].acquire() as conn, conn.transaction():
         row, secret = await repository.create_webhook(conn, _box(request), who.workspace_id, url, events)
+        await audit(
+            conn, request, who, "webhook.created", "webhook", row["id"], {"url": url, "events": events}
+        )
     # The secret is shown once, here; later reads never include it.
     return json_response({**repository.webhook_json(row), "secret": secret}, 201)
 
@@ -84,26 +88,31 @@ async def update_webhook(request: web.Request) -> web.Response:
     if body.url is not None:
         url = await validate_target(body.url, allow_private=request.app[SETTINGS].webhook_allow_private)
     events = validate_events(body.events) if body.events is not None else None
-    async with request.app[PG].acquire() as conn:
+    async with request.app[PG].acquire() as conn, conn.transaction():
         row = await repository.update_webhook(
             conn, who.workspace_id, hook_id, url=url, events=events, is_active=body.is_active
         )
+        changes = {"url": url, "events": events, "is_active": body.is_active}
+        changed = {k: v for k, v in changes.items() if v is not None}
+        await audit(conn, request, who, "webhook.updated", "webhook", hook_id, changed)
     return json_response(repository.webhook_json(row))
 
 
 @routes.delete("/api/v1/webhooks/{webhook_id}")
 async def delete_webhook(request: web.Request) -> web.Response:
     who = await principal(request, Action.WEBHOOK_MANAGE)
-    async with request.app[PG].acquire() as conn:
+    async with request.app[PG].acquire() as conn, conn.transaction():
         await repository.delete_webhook(conn, who.workspace_id, _hook_id(request))
+        await audit(conn, request, who, "webhook.deleted", "webhook", _hook_id(request))
     return web.Response(status=204)
 
 
 @routes.post("/api/v1/webhooks/{webhook_id}/rotate-secret")
 async def rotate_secret(request: web.Request) -> web.Response:
     who = await principal(request, Action.WEBHOOK_MANAGE)
-    async with request.app[PG].acquire() as conn:
+    async with request.app[PG].acquire() as conn, conn.transaction():
         secret = await repository.rotate_secret(conn, _box(request), who.workspace_id, _hook_id(request))
+        await audit(conn, request, who, "webhook.secret_rotated", "webhook", _hook_id(request))
     grace = int(repository.ROTATION_GRACE.total_seconds())
     return json_response({"secret": secret, "previous_secret_valid_seconds": grace})
 
@@ -146,7 +155,7 @@ async def list_deliveries(request: web.Request) -> web.Response:
         rows, cursor = await repository.list_deliveries(
             conn, who.workspace_id, hook_id, limit=int(raw_limit), cursor=request.query.get("cursor")
         )
-    return json_response({"data": [repository.delivery_json(r) for r in rows], "next_cursor": cursor})
+    return list_response([repository.delivery_json(r) for r in rows], cursor)
 
 
 @routes.post("/api/v1/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver")

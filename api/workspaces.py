@@ -7,21 +7,23 @@ workspace_id)`: a workspace the caller is not in is a 404; a role or scope that 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Annotated
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 from api.accounts import send_mail
 from api.audit import audit_context
-from api.auth import parse_uuid, principal, signed_in_user
+from api.auth import principal, signed_in_user
 from api.errors import json_response
-from api.links import parse_model, read_json
-from api.state import PG, SETTINGS
-from engine.accounts import apikeys, users, workspaces
+from api.http import list_response, parse_model, parse_uuid, read_json
+from api.state import PG, SETTINGS, TOPICS
+from engine.accounts import api_keys, users, workspaces
 from engine.accounts.repository import Principal
-from engine.auth.permissions import Action, Role, can
+from engine.auth.api_key_tokens import SCOPES
+from engine.auth.permissions import Action, Role
 from engine.errors import ValidationFailed
+from engine.inputs import BoundedJsonObject, UtcDatetime
 
 routes = web.RouteTableDef()
 _WS = "/api/v1/workspaces/{workspace_id}"
@@ -39,7 +41,7 @@ class WorkspaceCreate(_Body):
 class WorkspaceUpdate(_Body):
     name: str | None = Field(None, min_length=1, max_length=255)
     slug: str | None = Field(None, max_length=100)
-    settings: dict[str, Any] | None = None
+    settings: BoundedJsonObject | None = None
 
 
 class RoleChange(_Body):
@@ -59,17 +61,21 @@ class InvitationAccept(_Body):
     token: str = Field(min_length=1, max_length=200)
 
 
+# Checked by engine.auth.api_key_tokens (its error lists the valid scopes); the enum documents them.
+Scope = Annotated[str, WithJsonSchema({"type": "string", "enum": sorted(SCOPES)})]
+
+
 class ApiKeyCreate(_Body):
     name: str = Field(min_length=1, max_length=255)
-    scopes: list[str] = Field(max_length=20)
-    expires_at: datetime | None = None
+    scopes: list[Scope] = Field(max_length=20)
+    expires_at: UtcDatetime | None = None
     rate_limit: int | None = None
 
 
 class ApiKeyUpdate(_Body):
     name: str | None = Field(None, min_length=1, max_length=255)
-    scopes: list[str] | None = Field(None, max_length=20)
-    expires_at: datetime | None = None
+    scopes: list[Scope] | None = Field(None, max_length=20)
+    expires_at: UtcDatetime | None = None
     rate_limit: int | None = None
 
 
@@ -91,7 +97,7 @@ async def list_workspaces(request: web.Request) -> web.Response:
     claims = await signed_in_user(request)
     async with request.app[PG].acquire() as conn:
         items = await workspaces.list_workspaces(conn, claims.user_id)
-    return json_response({"items": items})
+    return list_response(items)
 
 
 @routes.post("/api/v1/workspaces")
@@ -130,7 +136,9 @@ async def update_workspace(request: web.Request) -> web.Response:
 async def delete_workspace(request: web.Request) -> web.Response:
     who, ws = await _ws_principal(request, Action.WORKSPACE_DELETE)
     async with request.app[PG].acquire() as conn:
-        await workspaces.delete_workspace(conn, audit_context(request, who), ws)
+        await workspaces.delete_workspace(
+            conn, audit_context(request, who), ws, request.app[TOPICS].links_changes
+        )
     return web.Response(status=204)
 
 
@@ -149,7 +157,7 @@ async def list_members(request: web.Request) -> web.Response:
     _, ws = await _ws_principal(request, Action.MEMBER_READ)
     async with request.app[PG].acquire() as conn:
         items = await workspaces.list_members(conn, ws)
-    return json_response({"items": items})
+    return list_response(items)
 
 
 @routes.patch(_WS + "/members/{user_id}")
@@ -181,7 +189,7 @@ async def list_invitations(request: web.Request) -> web.Response:
     _, ws = await _ws_principal(request, Action.MEMBER_INVITE)
     async with request.app[PG].acquire() as conn:
         items = await workspaces.list_invitations(conn, ws)
-    return json_response({"items": items})
+    return list_response(items)
 
 
 @routes.post(_WS + "/invitations")
@@ -205,7 +213,7 @@ async def create_invitation(request: web.Request) -> web.Response:
         email,
         f"You are invited to {name} on LinkRift",
         f"Accept by signing in and POSTing this token to /api/v1/invitations/accept:\n\n{token}\n\n"
-        f"{settings.public_base_url}/invitations/accept?token={token}\n",
+        f"{settings.public_base_url}/app/invitations/accept?token={token}\n",
     )
     return json_response(invitation, 201)
 
@@ -231,19 +239,20 @@ async def accept_invitation(request: web.Request) -> web.Response:
     return json_response({"workspace_id": ws})
 
 
-# --- API keys: anyone manages their own (apikey.manage); admins any key (apikey.manage_all) -------
+# --- API keys: anyone manages their own (apikey.manage); admins see every key (apikey.manage_all);
+# only a key's creator changes it, the creator or the owner revokes it (engine.accounts.api_keys) --
 
 
-def _owner_filter(who: Principal) -> str | None:
-    return None if can(Role(who.role), Action.APIKEY_MANAGE_ALL) else who.user_id
+def _key_actor(who: Principal) -> api_keys.KeyActor:
+    return api_keys.KeyActor(who.user_id, Role(who.role), who.plan)
 
 
 @routes.get(_WS + "/api-keys")
 async def list_api_keys(request: web.Request) -> web.Response:
     who, ws = await _ws_principal(request, Action.APIKEY_MANAGE)
     async with request.app[PG].acquire() as conn:
-        items = await apikeys.list_keys(conn, ws, _owner_filter(who))
-    return json_response({"items": items})
+        items = await api_keys.list_keys(conn, ws, _key_actor(who))
+    return list_response(items)
 
 
 @routes.post(_WS + "/api-keys")
@@ -252,9 +261,10 @@ async def create_api_key(request: web.Request) -> web.Response:
     who, ws = await _ws_principal(request, Action.APIKEY_MANAGE)
     body = parse_model(ApiKeyCreate, await read_json(request))
     async with request.app[PG].acquire() as conn:
-        key, plaintext = await apikeys.create_key(
+        key, plaintext = await api_keys.create_key(
             conn,
             audit_context(request, who),
+            _key_actor(who),
             workspace_id=ws,
             name=body.name,
             scopes=body.scopes,
@@ -269,7 +279,7 @@ async def get_api_key(request: web.Request) -> web.Response:
     who, ws = await _ws_principal(request, Action.APIKEY_MANAGE)
     key_id = parse_uuid(request.match_info["key_id"], "key_id")
     async with request.app[PG].acquire() as conn:
-        key = await apikeys.get_key(conn, ws, key_id, _owner_filter(who))
+        key = await api_keys.get_key(conn, ws, key_id, _key_actor(who))
     return json_response(key)
 
 
@@ -284,8 +294,8 @@ async def update_api_key(request: web.Request) -> web.Response:
     if "expires_at" in changes:
         changes["expires_at"] = _aware(changes["expires_at"])
     async with request.app[PG].acquire() as conn:
-        key = await apikeys.update_key(
-            conn, audit_context(request, who), ws, key_id, _owner_filter(who), changes
+        key = await api_keys.update_key(
+            conn, audit_context(request, who), ws, key_id, _key_actor(who), changes
         )
     return json_response(key)
 
@@ -295,5 +305,5 @@ async def revoke_api_key(request: web.Request) -> web.Response:
     who, ws = await _ws_principal(request, Action.APIKEY_MANAGE)
     key_id = parse_uuid(request.match_info["key_id"], "key_id")
     async with request.app[PG].acquire() as conn:
-        await apikeys.revoke_key(conn, audit_context(request, who), ws, key_id, _owner_filter(who))
+        await api_keys.revoke_key(conn, audit_context(request, who), ws, key_id, _key_actor(who))
     return web.Response(status=204)

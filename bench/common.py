@@ -90,7 +90,7 @@ async def tansu(log_dir: Path) -> AsyncIterator[TansuBroker]:
 async def make_principal(dsn: str) -> dict[str, str]:
     """A user, a workspace and an all-scopes API key."""
     from engine.accounts.repository import create_api_key, create_user, create_workspace
-    from engine.auth.apikeys import SCOPES
+    from engine.auth.api_key_tokens import SCOPES
 
     conn = await asyncpg.connect(dsn)
     try:
@@ -190,10 +190,19 @@ def _ms(text: str) -> float:
 
 
 def run_wrk(
-    target: str, url: str, *, seconds: float, threads: int, connections: int, script: Path | None = WRK_SCRIPT
+    target: str,
+    url: str,
+    *,
+    seconds: float,
+    threads: int,
+    connections: int,
+    script: Path | None = WRK_SCRIPT,
+    cpus: str | None = None,
 ) -> LoadResult:
-    """One bounded wrk run (wrk never follows redirects: a 302 is a completed request)."""
-    argv = [
+    """One bounded wrk run (wrk never follows redirects: a 302 is a completed request);
+    `cpus` pins it with taskset (e.g. "1")."""
+    argv = ["taskset", "-c", cpus] if cpus else []
+    argv += [
         "wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency",
         "--timeout", "5s",
     ]  # fmt: skip
@@ -271,6 +280,32 @@ def fold_profile(path: Path) -> tuple[int, Counter[str], Counter[str]]:
 
 def median(values: Sequence[float]) -> float:
     return statistics.median(values)
+
+
+def pin(pids: Iterable[int], cpus: str) -> None:
+    """Pin every thread of each process to `cpus` (taskset -a)."""
+    for pid in pids:
+        subprocess.run(["taskset", "-a", "-p", "-c", cpus, str(pid)], capture_output=True, check=True)
+
+
+def nginx_redirect(work: Path, port: int) -> ManagedProcess:
+    """Debian's nginx (one worker, no access log) answering every path with `return 302`: the
+    reference limit for a redirect server on this machine."""
+    conf = work / "nginx.conf"
+    template = (
+        "worker_processes 1; daemon off; master_process off; pid DIR/nginx.pid; error_log stderr error;\n"
+        "events { worker_connections 4096; }\n"
+        "http { access_log off; client_body_temp_path DIR; proxy_temp_path DIR;\n"
+        "  fastcgi_temp_path DIR; uwsgi_temp_path DIR; scgi_temp_path DIR;\n"
+        "  server { listen 127.0.0.1:PORT; location / {\n"
+        "    add_header Cache-Control 'private, no-store';\n"
+        "    return 302 https://example.com/landing; } } }\n"
+    )
+    conf.write_text(template.replace("DIR", str(work)).replace("PORT", str(port)))
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    return ManagedProcess(
+        "nginx", [nginx, "-e", "stderr", "-p", str(work), "-c", str(conf)], log_dir=work
+    ).start()
 
 
 def python() -> str:

@@ -44,6 +44,8 @@ from common import (
     fold_profile,
     free_ports,
     make_principal,
+    nginx_redirect,
+    pin,
     platform_env,
     py_spy_record,
     python,
@@ -205,6 +207,7 @@ def _measure(targets: list[Target], args: argparse.Namespace) -> None:
                 seconds=args.warmup,
                 threads=args.threads,
                 connections=args.connections,
+                cpus=args.wrk_cpus,
             )
     for round_no in range(1, args.rounds + 1):
         for target in targets:
@@ -215,6 +218,7 @@ def _measure(targets: list[Target], args: argparse.Namespace) -> None:
                 seconds=args.seconds,
                 threads=args.threads,
                 connections=args.connections,
+                cpus=args.wrk_cpus,
             )
             cpu = _cpu_seconds(target.pids) - before
             target.runs.append(result)
@@ -283,7 +287,7 @@ async def run(args: argparse.Namespace) -> None:
         tansu(work / "tansu") as broker,
     ):
         who = await make_principal(dsn)
-        api_port, bare_port, api2_port, bare2_port, base_port = free_ports(5)
+        api_port, bare_port, api2_port, bare2_port, base_port, nginx_port = free_ports(6)
         env = platform_env(
             database_url=dsn, namespace=namespace, broker_url=broker.url, data_dir=work / "data"
         )
@@ -304,6 +308,8 @@ async def run(args: argparse.Namespace) -> None:
                 procs.append(old)
                 _wait_api(f"http://127.0.0.1:{base_port}", who["api_key"], old)
             wait_http(f"http://127.0.0.1:{bare_port}/healthz", 30, bare)
+            nginx = nginx_redirect(work, nginx_port)
+            procs.append(nginx)
             codes = await _create_links(base, dsn, who["api_key"])
             _check_links(base, codes)
             assert api.pid is not None and bare.pid is not None and broker.pid is not None
@@ -312,9 +318,18 @@ async def run(args: argparse.Namespace) -> None:
                 f"-c{args.connections} {args.seconds:.0f}s per target after {args.warmup:.0f}s warm-up"
             )
             bare_url = f"http://127.0.0.1:{bare_port}/abc123"
+            assert nginx.pid is not None
+            if args.server_cpus:
+                # Servers on one core, wrk (and tansu, receiving every click) on the other.
+                pin([api.pid, bare.pid, nginx.pid], args.server_cpus)
+                pin([broker.pid], args.wrk_cpus)
+                console.print(
+                    f"pinned: servers to CPU {args.server_cpus}, wrk and tansu to CPU {args.wrk_cpus}"
+                )
             began, tansu_before = time.monotonic(), _cpu_seconds([broker.pid])
             one = [
                 Target("bare aiohttp 302", bare_url, [bare.pid]),
+                Target("nginx return 302", f"http://127.0.0.1:{nginx_port}/abc123", [nginx.pid]),
                 Target("api: plain link", f"{base}/{codes['plain']}", [api.pid]),
                 Target("api: link with UTM", f"{base}/{codes['utm']}", [api.pid]),
                 Target("api: link with 3 rules", f"{base}/{codes['rules']}", [api.pid]),
@@ -329,11 +344,18 @@ async def run(args: argparse.Namespace) -> None:
             by_name = {t.name: t for t in one}
             tansu_cores = (_cpu_seconds([broker.pid]) - tansu_before) / (time.monotonic() - began)
             console.print(_table("one process each", one))
+            nginx_target = by_name["nginx return 302"]
+            for target in one[2:]:
+                ratio = statistics.median(
+                    r.rps / n.rps for r, n in zip(target.runs, nginx_target.runs, strict=True)
+                )
+                console.print(f"{target.name}: {ratio:.2f}x nginx return 302 (median of per-round ratios)")
             console.print(f"tansu (receiving every click) used {tansu_cores:.2f} cores on average meanwhile")
             if args.profile:
                 _profile(f"{base}/{codes[args.profile_link]}", [api.pid], args, work)
             api.stop()
             bare.stop()
+            nginx.stop()
             if old is not None:
                 old.stop()
             if args.workers > 1:
@@ -350,6 +372,8 @@ async def run(args: argparse.Namespace) -> None:
                 await asyncio.sleep(2.0)  # every api child finishes start-up (one answering is enough above)
                 api_children = child_pids(api2.pid)
                 bare_pids = [b.pid for b in bares if b.pid is not None]
+                if args.server_cpus:
+                    pin([broker.pid], "0-1")  # two servers use both cores: nothing is pinned here
                 console.print(f"--workers {args.workers}: api parent {api2.pid}, children {api_children}")
                 cpu_before = {pid: _cpu_seconds([pid]) for pid in api_children}
                 many = [
@@ -361,6 +385,7 @@ async def run(args: argparse.Namespace) -> None:
                     Target(f"api --workers {args.workers}: plain", f"{base2}/{codes['plain']}", api_children),
                     Target(f"api --workers {args.workers}: rules", f"{base2}/{codes['rules']}", api_children),
                 ]
+                args.wrk_cpus = ""  # both cores serve: wrk shares them
                 _measure(many, args)
                 spread = {pid: _cpu_seconds([pid]) - cpu_before[pid] for pid in api_children}
                 console.print(_table(f"{args.workers} processes each", many))
@@ -388,6 +413,14 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=2.0, help="unmeasured wrk run before each target")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument(
+        "--server-cpus",
+        default="0",
+        help="taskset CPU list for the servers in the one-process phase ('' = no pinning)",
+    )
+    parser.add_argument(
+        "--wrk-cpus", default="1", help="taskset CPU list for wrk (and tansu) ('' = no pinning)"
+    )
     parser.add_argument(
         "--workers", type=int, default=2, help="processes for the multi-process phase (1 skips it)"
     )

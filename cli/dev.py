@@ -20,7 +20,7 @@ from pathlib import Path
 from rich.console import Console
 
 from cli.procs import ManagedProcess, free_port, port_open
-from cli.services import ResolvedServices, ensure_topics, resolve_services
+from cli.services import ResolvedServices, ensure_topics, redact, resolve_services
 from engine.config import Settings
 from engine.naming import Topics
 
@@ -90,6 +90,23 @@ async def _bootstrap(database_url: str, base_url: str, data_dir: Path) -> dict[s
     return data
 
 
+def curl_hint(api_key: str, base_url: str) -> str:
+    """A copy-pasteable command that creates a link, one option per line with shell continuations."""
+    lines = [
+        f"curl -H 'Authorization: Bearer {api_key}'",
+        "-H 'Content-Type: application/json'",
+        """-d '{"url":"https://example.com"}'""",
+        f"{base_url}/api/v1/links",
+    ]
+    return "  try: " + " \\\n         ".join(lines)
+
+
+def print_curl_hint(api_key: str, base_url: str) -> None:
+    # soft_wrap: rich would otherwise break the lines at the console width (80 columns when
+    # stdout is a log file), and a shell cannot run a command broken without a backslash.
+    console.print(curl_hint(api_key, base_url), soft_wrap=True, markup=False)
+
+
 def _wait_healthy(url: str, procs: list[ManagedProcess], timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -157,22 +174,57 @@ def run_dev(settings: Settings, *, port: int | None = None, data_dir: str | None
         console.print(
             f"\n[bold green]LinkRift is running[/bold green] at {creds['base_url']} (ready in {elapsed:.1f}s)"
         )
+        console.print(f"  web app:      {creds['base_url']}/app  (log in with the owner login below)")
         console.print(f"  API key:      {creds['api_key']}")
         console.print(f"  workspace:    {creds['workspace_id']}")
         console.print(f"  owner login:  {creds['email']} / {creds['password']}")
         console.print(f"  credentials:  {data / 'credentials.json'}")
         console.print(f"  logs:         {data / 'logs'}")
-        console.print(
-            f"  try: curl -H 'Authorization: Bearer {creds['api_key']}' -H 'Content-Type: application/json' "
-            f'-d \'{{"url":"https://example.com"}}\' {creds["base_url"]}/api/v1/links'
-        )
+        console.print(f"  worker:       http://{settings.worker_host}:{worker_port}/metrics")
+        for line in service_lines(services, env["CLICKHOUSE_URL"]):
+            console.print(f"  {line}")
+        print_curl_hint(creds["api_key"], creds["base_url"])
         console.print("Press Ctrl-C to stop.")
         return _supervise(procs)
     finally:
-        for proc in reversed(procs):
-            proc.stop(timeout=15)
-        services.stop()
+        stop_platform(procs, services)
         console.print("LinkRift dev stopped.")
+
+
+# How long each child may take to stop cleanly before it is killed: the api hands its journaled
+# clicks to the broker and waits (up to 5 s) until the worker made them durable; the worker then
+# finishes its batch and sinks, records them and leaves the group.
+API_STOP_SECONDS = 30.0
+WORKER_STOP_SECONDS = 40.0
+
+
+def stop_platform(procs: list[ManagedProcess], services: ResolvedServices) -> None:
+    """The clean stop, in order: the api first (no new clicks; the ones it journaled reach the
+    broker and, while the worker still runs, the worker's stores), then the worker (drains what
+    it fetched, flushes every store, commits), then the services it used."""
+    for proc in sorted(procs, key=lambda p: p.name != "api"):
+        began = time.monotonic()
+        code = proc.stop(timeout=API_STOP_SECONDS if proc.name == "api" else WORKER_STOP_SECONDS)
+        console.print(f"{proc.name} stopped (code {code}) in {time.monotonic() - began:.1f}s")
+    services.stop()
+
+
+def service_lines(services: ResolvedServices, clickhouse_url: str) -> list[str]:
+    """One line per backing service: where it is and whether `linkrift dev` started it (chDB runs
+    inside the worker: embedded unless CLICKHOUSE_URL was set)."""
+    started = {s.name for s in services.started}
+    if "CLICKHOUSE_URL" not in os.environ:
+        started.add("clickhouse")
+    rows = [
+        ("postgres", redact(services.database_url), "postgres"),
+        ("redis", redact(services.redis_url), "redis"),
+        ("kafka", services.kafka_broker, "kafka"),
+        ("clickhouse", redact(clickhouse_url), "clickhouse"),
+    ]
+    return [
+        f"{name + ':':<13} {url} ({'embedded' if key in started else 'configured'})"
+        for name, url, key in rows
+    ]
 
 
 class RestartPolicy:

@@ -26,23 +26,14 @@ def cmd_api(args: argparse.Namespace) -> int:
     port = args.port or settings.port
     if args.workers > 1:
         return _run_api_workers(args.workers, host, port)
-    import uvloop
-    from aiohttp import web
-
+    import web as web_app
+    from api import front
     from api.app import create_app
     from cli.logs import setup_logging
 
     setup_logging(settings.log_level, settings.log_format)
-    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    web.run_app(
-        create_app(settings),
-        host=host,
-        port=port,
-        access_log=None,
-        reuse_port=args.reuse_port,
-        print=None,
-        shutdown_timeout=5,
-    )
+    # The redirect front owns the port and hands everything but cached short links to aiohttp.
+    front.run(lambda: create_app(settings, pages=web_app.setup), host, port, reuse_port=args.reuse_port)
     return 0
 
 
@@ -50,12 +41,18 @@ def _run_api_workers(workers: int, host: str, port: int) -> int:
     """N api processes sharing one port through SO_REUSEPORT; the kernel spreads connections.
 
     SIGTERM and SIGINT to this parent are passed on to every child, so `docker stop` and
-    Ctrl-C both shut the whole set down cleanly.
+    Ctrl-C both shut the whole set down cleanly; a SIGKILLed parent takes them with it.
     """
     import signal
 
     argv = [sys.executable, "-m", "cli.main", "api", "--host", host, "--port", str(port), "--reuse-port"]
-    children = [subprocess.Popen(argv) for _ in range(workers)]  # noqa: S603 - our own entry point
+    from cli.procs import die_with_parent
+
+    # The children share this process's group (a killpg reaches them all) and die with it.
+    children = [
+        subprocess.Popen(argv, preexec_fn=die_with_parent(signal.SIGTERM))  # noqa: S603 - our own entry point
+        for _ in range(workers)
+    ]
 
     def forward(signum: int, frame: object) -> None:
         for child in children:
@@ -77,8 +74,20 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from streams.app import create_app
 
     app, _res = create_app(settings)
-    worker = Worker(app, loglevel=settings.log_level, logfile=None, quiet=True, redirect_stdouts=False)
     setup_logging(settings.log_level, settings.log_format)
+    # override_logging=False: mode would otherwise replace our handler with its own text format
+    # when the worker starts (LINKRIFT_LOG_FORMAT=json must hold for the worker too).
+    worker = Worker(
+        app,
+        loglevel=settings.log_level,
+        logfile=None,
+        quiet=True,
+        redirect_stdouts=False,
+        override_logging=False,
+    )
+    # Faust's terminal spinner writes cursor escapes to stdout, which would break the one-record-
+    # per-line log stream; "Ready" is logged instead.
+    worker.spinner = None
     worker.execute_from_commandline()
     return 0
 
@@ -134,6 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
     from cli.importer import add_import_parser
 
     add_import_parser(sub)
+    from cli.workspace import add_workspace_parser
+
+    add_workspace_parser(sub)
     return parser
 
 

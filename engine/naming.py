@@ -1,7 +1,9 @@
-"""Names shared across processes: Kafka topics, Faust tables, Redis keys, ClickHouse tables.
+"""Names shared across processes: Kafka topics, Redis keys, the click state's key prefixes,
+ClickHouse tables.
 
-Every topic, table and key format lives here and nowhere else. All names carry the settings'
-namespace so that tests (and several deployments on one cluster) never collide.
+Every topic name and key format lives here and nowhere else. Topics and Redis keys carry the
+settings' namespace so that tests (and several deployments on one cluster) never collide; the
+click state's keys need none (each partition's store is private to its worker).
 """
 
 from __future__ import annotations
@@ -19,12 +21,14 @@ class Topics:
 
     @property
     def clicks_state(self) -> str:
-        """Compacted changelog of the click agent's per-partition tables (streams.click_state)."""
+        """Compacted changelog of the click consumer's per-partition state (streams.click_state)."""
         return f"{self.namespace}.clicks.state-changelog"
 
     @property
-    def clicks_enriched(self) -> str:
-        return f"{self.namespace}.clicks.enriched"
+    def clicks_group(self) -> str:
+        """Consumer group of the worker's click consumer; the api's journal keeps a click until
+        this group has committed past it."""
+        return f"{self.namespace}-clicks"
 
     @property
     def links_changes(self) -> str:
@@ -41,6 +45,21 @@ class Topics:
     @property
     def webhooks_dead(self) -> str:
         return f"{self.namespace}.webhooks.dead"
+
+
+# Key prefixes in a partition's click state (streams/click_state.py: RocksDB, changelogged to
+# Topics.clicks_state), written by the click consumer; the partition is implicit.
+STATE_STATS = "s:"  # s:{link_id} -> LinkStats dict
+STATE_VISITOR = "v:"  # v:{link_id}:{visitor_id} -> offset of the visitor's first click
+STATE_EVENT = "e:"  # e:{link_id}:{event_id} -> [offset, ts] of the first copy of a click
+STATE_WORKSPACE = "w:"  # w:{workspace_id} -> {"count", "offset"}: the workspace's share of this partition
+STATE_EXPIRY = "x:"  # x:{minute}:{e-key} -> b"": local only, orders event ids by time for pruning
+STATE_PROGRESS = "p"  # last clicks.raw position applied to the state
+STATE_SUNK = "k"  # last clicks.raw position ClickHouse and PostgreSQL are known to have
+# {"topic": clicks.raw topic id, "epoch": n, "uncertain": [[lo, hi], ...]}: the incarnation of
+# clicks.raw the positions are in, and the position ranges applied to the state but maybe not
+# sunk when an earlier incarnation was lost.
+STATE_INCARNATION = "i"
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import redis.asyncio as redis
 
-# Requests per minute for API keys, by workspace plan; a key's own `rate_limit` overrides it.
-PLAN_KEY_LIMITS: dict[str, int] = {"free": 60, "pro": 600, "business": 3000, "enterprise": 10000}
+from engine.billing.plans import limits_for
+
 DEFAULT_PERIOD = 60.0
 
 # KEYS[1] = limit key; ARGV = emission interval (µs), burst window = limit * interval (µs).
@@ -70,4 +70,7 @@ class RateLimiter:
 
 
 def key_limit(plan: str, override: int | None) -> int:
-    return override if override is not None else PLAN_KEY_LIMITS.get(plan, PLAN_KEY_LIMITS["free"])
+    """A key's requests a minute: its own `rate_limit` up to the plan's, else the plan's (a key
+    made on a bigger plan gets no more than the current plan allows)."""
+    most = limits_for(plan).api_requests_per_minute
+    return most if override is None else min(override, most)

@@ -8,6 +8,8 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from engine.errors import ValidationFailed
+
 
 def record_to_json(row: Mapping[str, Any], *, exclude: Collection[str] = ()) -> dict[str, Any]:
     out: dict[str, Any] = {}
@@ -21,6 +23,13 @@ def record_to_json(row: Mapping[str, Any], *, exclude: Collection[str] = ()) -> 
         else:
             out[key] = value
     return out
+
+
+def parse_uuid(value: object, field: str) -> str:
+    """The canonical form of a UUID given as text; ValidationFailed naming `field` otherwise."""
+    if (canonical := uuid_or_none(value)) is None:
+        raise ValidationFailed(f"{field} must be a UUID", field=field)
+    return canonical
 
 
 def uuid_or_none(value: object) -> str | None:

@@ -1,4 +1,6 @@
-"""The Faust application: topics, tables and agents of the LinkRift worker."""
+"""The worker's Faust application: its agents and timers (link changes, outbox relay, webhooks,
+billing, maintenance) and the batch click consumer it hosts (streams/agents/click_consumer.py), whose
+per-partition state (streams/click_state.py) lives outside Faust."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ from faust.transport.drivers import aiokafka as aiokafka_driver
 
 from engine.config import Settings
 from streams import web
-from streams.agents import billing, clicks, links, maintenance, outbox, webhooks
+from streams.agents import billing, click_consumer, links, maintenance, outbox, webhooks
 from streams.agents.common import (
     FETCH_MAX_WAIT_MS,
     HEARTBEAT_INTERVAL_SECONDS,
@@ -49,10 +51,9 @@ def create_app(settings: Settings) -> tuple[faust.App, WorkerResources]:
     res = WorkerResources(settings)
     datadir = (settings.data_dir / "worker").resolve()
     datadir.parent.mkdir(parents=True, exist_ok=True)
-    # Tables are rebuilt from their changelogs at every start instead of trusting local RocksDB:
-    # after a SIGKILL, RocksDB's persisted changelog offsets were seen ahead of the changelog's
-    # highwater (tansu), which Faust refuses with ConsistencyError. The changelog is the truth
-    # (the click agent flushes it before a batch is acked), so a replay is always consistent.
+    # The worker defines no Faust tables (the click state is kept in `<data_dir>/click_state`, see
+    # streams/click_state.py), so Faust's own data directory holds nothing worth keeping: it is
+    # wiped at every start, and nothing an older worker left there (Faust tables) is ever read.
     shutil.rmtree(datadir, ignore_errors=True)
     app = WorkerApp(
         f"{settings.namespace}-worker",
@@ -73,11 +74,11 @@ def create_app(settings: Settings) -> tuple[faust.App, WorkerResources]:
         autodiscover=False,
         table_standby_replicas=0,
     )
-    clicks.register(app, res)
+    click_parts = click_consumer.register(app, res)
     links.register(app, res)
     outbox.register(app, res)
     webhooks.register(app, res)
     billing.register(app, res)
     maintenance.register(app, res)
-    web.register(app, res)
+    web.register(app, res, click_parts["consumer"])
     return app, res

@@ -1,7 +1,7 @@
 """The click consumer's per-partition state: RocksDB (rocksdict) backed by a compacted changelog.
 
-One store per `clicks.raw` partition the worker owns, holding the click agent's tables under one
-key space (engine.naming.ClickStateKeys): link counters, the visitor index, the event-id index,
+One store per `clicks.raw` partition the worker owns, holding the click consumer's state under one
+key space (the STATE_* prefixes of engine/naming.py): link counters, the visitor index, the event-id index,
 workspace shares and the last applied source offset. Writes are buffered per batch and made
 durable by `flush`: every changed key is produced to the changelog partition of the same number
 (one record batch per partition, acks=all) and only then written to RocksDB. After any crash the
@@ -9,6 +9,13 @@ changelog is the truth: on assignment a partition's local store is wiped and reb
 RocksDB never holds a write the changelog lacks (which is what the batch logic relies on: any
 subset of a batch's writes may have reached the changelog, and each key recognises a replay by
 itself).
+
+The local stores are kept across restarts (under `<data_dir>/click_state`), and each remembers
+the id of the changelog topic it mirrors (a local-only key). On assignment: the same changelog →
+rebuilt from it as above (another worker may have owned the partition meanwhile); a changelog that
+is not the one the store mirrors (the topic was deleted and created again, or a broker with memory
+storage restarted) → the local store is the only copy left, and every key of it is written to the
+new changelog ("re-seeded"), see docs/pipeline.md ("Broker and topic incarnations").
 
 This is the Faust table design (changelog-backed RocksDB, co-partitioned with its source) without
 Faust's per-event path, which alone limits an agent to ~10k events/s here (bench/pipeline.py,
@@ -38,18 +45,25 @@ RECOVERED_RECORDS = Counter(
     "linkrift_click_state_recovered_records_total", "Changelog records replayed into local state"
 )
 STATE_KEYS = Gauge("linkrift_click_state_partitions", "Click state partitions held by this worker")
+RESEEDED = Counter(
+    "linkrift_click_state_reseeded_total",
+    "Click state partitions written from the local store into a changelog that was not the one it mirrored",
+)
 
 _MISSING = object()
 # Written to a changelog partition at the start of its recovery; read back, it ends the recovery.
 # One fixed key, so compaction keeps only the latest.
 MARKER = b"\x00recovery-marker"
+# Local-only key: the id of the changelog topic this store mirrors (never changelogged).
+CHANGELOG_ID = b"\x00changelog-id"
 
 
 class PartitionState:
     """One partition's RocksDB plus the batch's not yet durable writes (read through)."""
 
-    def __init__(self, path: Path) -> None:
-        shutil.rmtree(path, ignore_errors=True)
+    def __init__(self, path: Path, *, keep: bool = False) -> None:
+        if not keep:
+            shutil.rmtree(path, ignore_errors=True)
         path.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.db = Rdict(str(path), options=Options(raw_mode=True))
@@ -74,6 +88,19 @@ class PartitionState:
             yield key, it.value()
             it.next()
 
+    def local_changelog(self) -> str | None:
+        value = self.db.get(CHANGELOG_ID)
+        return None if value is None else bytes(value).decode()
+
+    def holds_data(self) -> bool:
+        it = self.db.iter()
+        it.seek_to_first()
+        while it.valid():
+            if it.key() != CHANGELOG_ID:
+                return True
+            it.next()
+        return False
+
     def close(self, *, remove: bool) -> None:
         self.db.close()
         if remove:
@@ -89,6 +116,7 @@ class ClickState:
         self.datadir = datadir
         self.recovery_timeout = recovery_timeout
         self.partitions: dict[int, PartitionState] = {}
+        self.reseeded: list[int] = []  # by the last `recover`
         self.producer: AIOKafkaProducer | None = None
 
     # -- reads and buffered writes -------------------------------------------------------------
@@ -175,16 +203,74 @@ class ClickState:
 
     # -- ownership -------------------------------------------------------------------------------
 
-    async def recover(self, partitions: list[int]) -> int:
-        """Rebuild the local stores of `partitions` from their changelog partitions; returns how
-        many records were replayed."""
+    async def recover(
+        self, partitions: list[int], changelog_id: str | None = None, local_only: tuple[bytes, ...] = ()
+    ) -> int:
+        """Set up the local stores of `partitions`: rebuilt from their changelog partitions, or,
+        for a local store that mirrors another changelog than `changelog_id` (the topic's id now),
+        kept and written into this changelog (keys starting with a `local_only` prefix are not;
+        `self.reseeded` lists those partitions). Returns how many changelog records were replayed."""
+        self.reseeded = []
         if not partitions:
             return 0
+        rebuild: list[int] = []
+        reseed: list[int] = []
         for partition in partitions:
             old = self.partitions.pop(partition, None)
             if old is not None:
-                old.close(remove=True)
-            self.partitions[partition] = PartitionState(self.datadir / f"p{partition}")
+                old.close(remove=False)
+            state = PartitionState(self.datadir / f"p{partition}", keep=True)
+            mirrored = state.local_changelog()
+            if changelog_id is not None and mirrored not in (None, changelog_id) and state.holds_data():
+                self.partitions[partition] = state
+                reseed.append(partition)
+            else:
+                state.close(remove=True)
+                self.partitions[partition] = PartitionState(self.datadir / f"p{partition}")
+                rebuild.append(partition)
+        replayed = await self._rebuild(rebuild)
+        self.reseeded = reseed
+        for partition in reseed:
+            await self.reseed(partition, changelog_id, local_only)  # type: ignore[arg-type]
+        if changelog_id is not None:
+            for partition in partitions:
+                self.partitions[partition].db[CHANGELOG_ID] = changelog_id.encode()
+        STATE_KEYS.set(len(self.partitions))
+        return replayed
+
+    async def reseed(self, partition: int, changelog_id: str, local_only: tuple[bytes, ...] = ()) -> int:
+        """Write every durable key of a partition's local store to its changelog partition (the
+        changelog is not the one the store mirrored: its records are gone); returns how many."""
+        state = self.partitions[partition]
+        producer = await self._producer()
+        futures = []
+        builder = producer.create_batch()
+        written = 0
+        for key, value in state.scan(b""):
+            if key == CHANGELOG_ID or key.startswith(local_only):
+                continue
+            if builder.append(key=key, value=value, timestamp=None) is None:
+                futures.append(await producer.send_batch(builder, self.topic, partition=partition))
+                builder = producer.create_batch()
+                builder.append(key=key, value=value, timestamp=None)
+            written += 1
+        futures.append(await producer.send_batch(builder, self.topic, partition=partition))
+        for future in futures:
+            await future
+        state.db[CHANGELOG_ID] = changelog_id.encode()
+        RESEEDED.inc()
+        CHANGELOG_RECORDS.inc(written)
+        log.warning(
+            "click state partition %s re-seeded into changelog %s (id %s) from the local store: %d keys",
+            partition, self.topic, changelog_id, written,
+        )  # fmt: skip
+        return written
+
+    async def _rebuild(self, partitions: list[int]) -> int:
+        """Rebuild the (emptied) local stores of `partitions` from their changelog partitions;
+        returns how many records were replayed."""
+        if not partitions:
+            return 0
         # Read up to a marker written now, not up to ListOffsets' high watermark: tansu answers the
         # base offset of the last record batch + 1 there (a partition holding batches of 100 and
         # 50 records reported 101, measured), which would stop recovery early.

@@ -1,4 +1,10 @@
-"""The worker's own HTTP endpoints (Faust web, loopback): metrics and the internal analytics RPC.
+"""The worker's own HTTP endpoints (Faust web, loopback): metrics, health and the internal
+analytics RPC.
+
+- `/livez`: the process and its event loop answer.
+- `/readyz`: the click consumer runs and makes progress: 503 when it is not running (starting,
+  restarting after an error) or when clicks wait and the sinks finished nothing for
+  LINKRIFT_WORKER_STALL_SECONDS (a stalled sink, a lock, a dead ClickHouse).
 
 With embedded chDB only one process may open the ClickHouse data directory, and the worker must
 write to it; so in `linkrift dev` the api runs its (named, validated) analytics queries here.
@@ -7,7 +13,8 @@ write to it; so in `linkrift dev` the api runs its (named, validated) analytics 
 from __future__ import annotations
 
 import hmac
-from typing import Any
+import time
+from typing import TYPE_CHECKING, Any
 
 import faust
 import orjson
@@ -19,8 +26,27 @@ from engine.errors import LinkRiftError
 from engine.naming import INTERNAL_TOKEN_HEADER
 from streams.resources import WorkerResources
 
+if TYPE_CHECKING:
+    from streams.agents.click_consumer import ClickConsumer
 
-def register(app: faust.App, res: WorkerResources) -> None:
+
+def register(app: faust.App, res: WorkerResources, clicks: ClickConsumer) -> None:
+    @app.page("/livez")
+    class Livez(View):
+        async def get(self, request: Request) -> Response:
+            return self.json({"status": "ok"})
+
+    @app.page("/readyz")
+    class Readyz(View):
+        async def get(self, request: Request) -> Response:
+            body = {
+                "status": "ok" if clicks.ready else "unavailable",
+                "click_consumer": "running" if clicks.running else "stopped",
+                "click_lag": clicks.lag_total,
+                "seconds_since_progress": round(time.monotonic() - clicks.last_progress, 1),
+            }
+            return self.json(body, status=200 if clicks.ready else 503)
+
     @app.page("/metrics")
     class Metrics(View):
         async def get(self, request: Request) -> Response:

@@ -168,7 +168,7 @@ async def _make_principal(
     dsn: str, *, email: str | None = None, scopes: list[str] | None = None
 ) -> dict[str, str]:
     from engine.accounts.repository import create_api_key, create_user, create_workspace
-    from engine.auth.apikeys import SCOPES
+    from engine.auth.api_key_tokens import SCOPES
 
     conn = await asyncpg.connect(dsn)
     try:
@@ -184,18 +184,27 @@ async def _make_principal(
     return {"api_key": key.plaintext, "user_id": user_id, "workspace_id": workspace_id}
 
 
+@pytest.fixture
+def server_kind() -> str:
+    """How the in-process api is served: "front" (api.front on the port, aiohttp behind it, as
+    `linkrift api` does). Redirect test modules parametrize it to also run against "aiohttp"."""
+    return "front"
+
+
 @pytest_asyncio.fixture
 async def api(
-    make_settings: Any, database_url: str, broker: Any, redis_client: Any
+    make_settings: Any, database_url: str, broker: Any, redis_client: Any, server_kind: str
 ) -> AsyncIterator[ApiHarness]:
     """The api app served in-process; uses this test's database, namespace and the session broker."""
-    from aiohttp.test_utils import TestClient, TestServer
+    from aiohttp.test_utils import TestClient
 
+    import web as web_app
     from api.app import create_app
+    from tests.fakes.front import make_test_server
 
     settings = make_settings(database_url=database_url, kafka_broker=broker.url)
     who = await _make_principal(database_url)
-    server = TestServer(create_app(settings), host="127.0.0.1")
+    server = make_test_server(create_app(settings, pages=web_app.setup), server_kind)
     client = TestClient(server)
     await client.start_server()
     try:

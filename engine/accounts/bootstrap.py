@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from engine.accounts.repository import authenticate_api_key, create_api_key, create_user, create_workspace
-from engine.auth.apikeys import SCOPES
+from engine.auth.api_key_tokens import SCOPES
 from engine.auth.passwords import hash_password
 from engine.errors import Unauthorized
 

@@ -8,7 +8,8 @@ from datetime import UTC, datetime
 
 import asyncpg
 
-from engine.auth.apikeys import GeneratedKey, generate_api_key, looks_like_api_key, verify_api_key
+from engine.auth.api_key_tokens import GeneratedKey, generate_api_key, looks_like_api_key, verify_api_key
+from engine.auth.permissions import Role
 from engine.errors import Unauthorized
 
 
@@ -18,7 +19,7 @@ class Principal:
 
     user_id: str
     workspace_id: str
-    role: str
+    role: Role
     scopes: frozenset[str] | None  # None for a user session (role decides everything)
     api_key_id: str | None = None
     rate_limit: int | None = None
@@ -116,7 +117,7 @@ async def authenticate_api_key(conn: asyncpg.Connection, plaintext: str) -> Prin
     return Principal(
         user_id=str(row["user_id"]),
         workspace_id=str(row["workspace_id"]),
-        role=row["role"],
+        role=Role(row["role"]),
         scopes=frozenset(row["scopes"]),
         api_key_id=str(row["id"]),
         rate_limit=row["rate_limit"],
@@ -127,7 +128,7 @@ async def authenticate_api_key(conn: asyncpg.Connection, plaintext: str) -> Prin
 
 async def user_membership(
     conn: asyncpg.Connection, user_id: str, workspace_id: str | None
-) -> tuple[str, str, str] | None:
+) -> tuple[str, Role, str] | None:
     """(workspace_id, role, plan) of the given workspace, or of the user's first one when None;
     None when the user is not a member of it (or it is deleted)."""
     row = await conn.fetchrow(
@@ -138,4 +139,4 @@ async def user_membership(
         user_id,
         workspace_id,
     )
-    return (str(row["workspace_id"]), row["role"], row["plan"]) if row else None
+    return (str(row["workspace_id"]), Role(row["role"]), row["plan"]) if row else None

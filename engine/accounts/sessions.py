@@ -17,7 +17,7 @@ from typing import Any
 import asyncpg
 import redis.asyncio as redis
 
-from engine.auth.tokens import hash_token, issue_access_token, new_refresh_token
+from engine.auth.tokens import REFRESH_TOKEN_PREFIX, hash_token, issue_access_token, new_refresh_token
 from engine.errors import NotFound, Unauthorized
 from engine.naming import RedisKeys
 
@@ -209,3 +209,17 @@ async def session_is_live(conn: asyncpg.Connection, user_id: str, session_id: st
             user_id,
         )
     )
+
+
+async def browser_session(conn: asyncpg.Connection, token: str) -> tuple[str, str] | None:
+    """(session_id, user_id) of a web app cookie: the session's current refresh token, while the
+    session is live and its user active. A browser session is never rotated, so revoking the
+    session (sessions list, logout, password change) ends the cookie at once."""
+    if not token.startswith(REFRESH_TOKEN_PREFIX) or len(token) > 200:
+        return None
+    row = await conn.fetchrow(
+        """SELECT s.id, s.user_id FROM sessions s JOIN users u ON u.id = s.user_id AND u.deleted_at IS NULL
+           WHERE s.refresh_token_hash = $1 AND NOT s.is_revoked AND s.expires_at > now()""",
+        hash_token(token),
+    )
+    return (str(row["id"]), str(row["user_id"])) if row else None

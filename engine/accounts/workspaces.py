@@ -4,6 +4,10 @@ Who may call what is decided before these functions run (`engine.auth.permission
 rules that depend on the *target* (nobody touches the owner's role, the owner cannot leave) use
 the same module's `can_assign_role` / `can_remove_member`. Inviting counts members plus pending
 invitations against the plan's `members` quota, joining counts members (402, field `members`).
+
+An operator suspends a workspace (`suspend_workspace`, `linkrift workspace suspend`): its links
+answer like deleted links until it is resumed, and API writes to its links are refused
+(`check_links_writable`); reads stay allowed so the owner can export.
 """
 
 from __future__ import annotations
@@ -16,15 +20,27 @@ import asyncpg
 
 from engine.accounts.repository import create_workspace as _insert_workspace
 from engine.audit import AuditContext, write_audit
-from engine.auth.permissions import Role, can_assign_role, can_remove_member, parse_role
+from engine.auth.permissions import Action, Role, can_assign_role, can_remove_member, parse_role
 from engine.auth.tokens import hash_token, new_one_time_token
 from engine.billing.plans import check_quota
 from engine.billing.usage import lock_quota
-from engine.errors import Conflict, Forbidden, NotFound, ValidationFailed, WorkspaceNotFound
+from engine.db.sql import fetch_one
+from engine.errors import (
+    Conflict,
+    Forbidden,
+    NotFound,
+    ValidationFailed,
+    WorkspaceNotFound,
+    WorkspaceSuspended,
+)
+from engine.outbox import link_change, write_outbox_many
 from engine.webhooks.emit import emit_event
 
 _SLUG_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,98}[a-z0-9])?$")
-_WS_COLUMNS = "id, name, slug, owner_id, plan, settings, created_at, updated_at"
+_WS_COLUMNS = "id, name, slug, owner_id, plan, settings, created_at, updated_at, suspended_at"
+SUSPENDED_REASON_MAX = 500  # the column's CHECK (migration 000013)
+# What a suspended workspace refuses (403 workspace_suspended); reads and exports stay allowed.
+LINK_WRITES = frozenset({Action.LINK_CREATE, Action.LINK_UPDATE, Action.LINK_DELETE})
 
 
 def validate_slug(slug: str) -> str:
@@ -43,6 +59,7 @@ def workspace_json(row: asyncpg.Record | dict[str, Any], role: str | None = None
         "settings": row["settings"],
         "created_at": row["created_at"].isoformat(),
         "updated_at": row["updated_at"].isoformat(),
+        "suspended_at": row["suspended_at"].isoformat() if row["suspended_at"] else None,
     }
     if role is not None:
         out["role"] = role
@@ -50,14 +67,13 @@ def workspace_json(row: asyncpg.Record | dict[str, Any], role: str | None = None
 
 
 async def _fetch(conn: asyncpg.Connection, workspace_id: str, *, lock: bool = False) -> asyncpg.Record:
-    row = await conn.fetchrow(
+    return await fetch_one(
+        conn,
+        WorkspaceNotFound("workspace not found", field="workspace_id"),
         f"SELECT {_WS_COLUMNS} FROM workspaces WHERE id = $1 AND deleted_at IS NULL"
         + (" FOR UPDATE" if lock else ""),
         workspace_id,
     )
-    if row is None:
-        raise WorkspaceNotFound("workspace not found", field="workspace_id")
-    return row
 
 
 async def get_workspace(conn: asyncpg.Connection, workspace_id: str) -> asyncpg.Record:
@@ -66,7 +82,8 @@ async def get_workspace(conn: asyncpg.Connection, workspace_id: str) -> asyncpg.
 
 async def list_workspaces(conn: asyncpg.Connection, user_id: str) -> list[dict[str, Any]]:
     rows = await conn.fetch(
-        """SELECT w.id, w.name, w.slug, w.owner_id, w.plan, w.settings, w.created_at, w.updated_at, m.role
+        """SELECT w.id, w.name, w.slug, w.owner_id, w.plan, w.settings, w.created_at, w.updated_at,
+                  w.suspended_at, m.role
            FROM workspace_members m JOIN workspaces w ON w.id = m.workspace_id AND w.deleted_at IS NULL
            WHERE m.user_id = $1 ORDER BY m.joined_at, w.id""",
         user_id,
@@ -138,12 +155,18 @@ async def update_workspace(
     return row
 
 
-async def delete_workspace(conn: asyncpg.Connection, ctx: AuditContext, workspace_id: str) -> None:
+async def delete_workspace(
+    conn: asyncpg.Connection, ctx: AuditContext, workspace_id: str, links_topic: str
+) -> None:
+    """Soft-delete the workspace and revoke its keys. Its links stop resolving at once (the
+    redirect's query joins live workspaces) and a `workspace_deleted` change per live link has the
+    link-change agent drop them from every cache tier (it is no webhook event)."""
     async with conn.transaction():
         old = await _fetch(conn, workspace_id, lock=True)
         await conn.execute(
             "UPDATE workspaces SET deleted_at = now(), updated_at = now() WHERE id = $1", workspace_id
         )
+        await _announce_links(conn, workspace_id, links_topic, "workspace_deleted")
         await conn.execute(
             "UPDATE api_keys SET revoked_at = now() WHERE workspace_id = $1 AND revoked_at IS NULL",
             workspace_id,
@@ -156,6 +179,98 @@ async def delete_workspace(conn: asyncpg.Connection, ctx: AuditContext, workspac
             "workspace",
             workspace_id,
             old={"name": old["name"], "slug": old["slug"]},
+        )
+
+
+async def _announce_links(conn: asyncpg.Connection, workspace_id: str, links_topic: str, event: str) -> int:
+    """One `links.changes` event per live link of the workspace (in the caller's transaction), so
+    the link-change agent drops every cached entry of them; returns how many."""
+    links = await conn.fetch(
+        "SELECT id, workspace_id, short_code, domain_id FROM links WHERE workspace_id = $1 AND deleted_at IS NULL",
+        workspace_id,
+    )
+    await write_outbox_many(conn, [(links_topic, str(r["id"]), link_change(event, r)) for r in links])
+    return len(links)
+
+
+def validate_suspended_reason(reason: str) -> str:
+    text = reason.strip()
+    if not text or len(text) > SUSPENDED_REASON_MAX:
+        raise ValidationFailed(f"reason must be 1-{SUSPENDED_REASON_MAX} characters", field="reason")
+    return text
+
+
+async def suspend_workspace(
+    conn: asyncpg.Connection, ctx: AuditContext, workspace_id: str, reason: str, links_topic: str
+) -> asyncpg.Record:
+    """Suspend the workspace (an operator's act, e.g. for unpaid bills or abuse). Its links stop
+    resolving at once (the redirect's query joins only unsuspended workspaces) and a
+    `workspace_suspended` change per live link has the link-change agent drop them from every
+    cache tier; API writes to its links answer 403 `workspace_suspended` until it is resumed."""
+    text = validate_suspended_reason(reason)
+    async with conn.transaction():
+        old = await _fetch(conn, workspace_id, lock=True)
+        if old["suspended_at"] is not None:
+            raise Conflict("workspace is already suspended", field="workspace_id")
+        row = await conn.fetchrow(
+            f"""UPDATE workspaces SET suspended_at = now(), suspended_reason = $2, updated_at = now()
+                WHERE id = $1 RETURNING {_WS_COLUMNS}""",
+            workspace_id,
+            text,
+        )
+        links = await _announce_links(conn, workspace_id, links_topic, "workspace_suspended")
+        await write_audit(
+            conn,
+            ctx,
+            workspace_id,
+            "workspace.suspended",
+            "workspace",
+            workspace_id,
+            new={"suspended_reason": text},
+            metadata={"links": links},
+        )
+    return row
+
+
+async def resume_workspace(
+    conn: asyncpg.Connection, ctx: AuditContext, workspace_id: str, links_topic: str
+) -> asyncpg.Record:
+    """Lift a suspension. A `workspace_resumed` change per live link clears any negative cache
+    entry, so the links resolve (and are cached) again on their next request."""
+    async with conn.transaction():
+        old = await fetch_one(
+            conn,
+            WorkspaceNotFound("workspace not found", field="workspace_id"),
+            "SELECT suspended_at, suspended_reason FROM workspaces WHERE id = $1 AND deleted_at IS NULL FOR UPDATE",
+            workspace_id,
+        )
+        if old["suspended_at"] is None:
+            raise Conflict("workspace is not suspended", field="workspace_id")
+        row = await conn.fetchrow(
+            f"""UPDATE workspaces SET suspended_at = NULL, suspended_reason = NULL, updated_at = now()
+                WHERE id = $1 RETURNING {_WS_COLUMNS}""",
+            workspace_id,
+        )
+        links = await _announce_links(conn, workspace_id, links_topic, "workspace_resumed")
+        await write_audit(
+            conn,
+            ctx,
+            workspace_id,
+            "workspace.resumed",
+            "workspace",
+            workspace_id,
+            old={"suspended_reason": old["suspended_reason"]},
+            metadata={"links": links},
+        )
+    return row
+
+
+async def check_links_writable(conn: asyncpg.Connection, workspace_id: str) -> None:
+    """403 `workspace_suspended` while the workspace is suspended (reads stay allowed)."""
+    if await conn.fetchval("SELECT suspended_at IS NOT NULL FROM workspaces WHERE id = $1", workspace_id):
+        raise WorkspaceSuspended(
+            "this workspace is suspended: its links can be read and exported but not changed",
+            field="workspace_id",
         )
 
 

@@ -19,13 +19,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from uuid import UUID
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from clickhouse_connect.driver.client import Client
 
 from engine.errors import ValidationFailed
 from engine.naming import CH_CLICKS
+from engine.records import parse_uuid
 
 INTERVALS = ("hour", "day")
 MAX_RANGE = timedelta(days=3 * 366)
@@ -80,13 +80,6 @@ def unique_visitors_sql(condition: str = "") -> str:
         f"(uniqExactIf(visitor_bits, {condition}) "
         f"+ uniqExactIf(visitor_other, ({condition}) AND visitor_other != ''))"
     )
-
-
-def parse_uuid(value: Any, field: str) -> str:
-    try:
-        return str(UUID(str(value)))
-    except ValueError:
-        raise ValidationFailed(f"{field} must be a UUID", field=field) from None
 
 
 def parse_tz(value: Any) -> ZoneInfo:
@@ -198,10 +191,16 @@ def _scope(params: Mapping[str, Any], window: Window, *, link_required: bool) ->
     return where, bind
 
 
-def _totals_and_series(client: Client, where: str, bind: dict[str, Any], window: Window) -> dict[str, Any]:
+def _totals_and_series(
+    client: Client, where: str, bind: dict[str, Any], window: Window, *, lean: bool = False
+) -> dict[str, Any]:
+    """`lean` (the web page): no human unique visitors (one exact count fewer), and the traffic
+    split from the same scan as `traffic_clicks`."""
+    human_uniques = "0" if lean else unique_visitors_sql(_HUMAN)
     totals = client.query(
-        f"""SELECT count(), {unique_visitors_sql()}, {unique_visitors_sql(_HUMAN)},
-                   countIf({_HUMAN}), countIf(is_bot = 1), countIf(is_preview = 1)
+        f"""SELECT count(), {unique_visitors_sql()}, {human_uniques},
+                   countIf({_HUMAN}), countIf(is_bot = 1), countIf(is_preview = 1),
+                   countIf(is_bot = 1 AND is_preview = 0)
             FROM {CH_CLICKS} WHERE {where}""",
         parameters=bind,
     ).result_rows[0]
@@ -229,10 +228,15 @@ def _totals_and_series(client: Client, where: str, bind: dict[str, Any], window:
         **window.as_params(),
         "clicks": int(totals[0]),
         "unique_visitors": int(totals[1]),
-        "human_unique_visitors": int(totals[2]),
+        **({} if lean else {"human_unique_visitors": int(totals[2])}),
         "human_clicks": int(totals[3]),
         "bot_clicks": int(totals[4]),
         "preview_clicks": int(totals[5]),
+        **(
+            {"traffic_clicks": {"human": int(totals[3]), "bot": int(totals[6]), "preview": int(totals[5])}}
+            if lean
+            else {}
+        ),
         f"clicks_by_{window.interval}": series,
     }
 
@@ -258,6 +262,12 @@ def _breakdowns(
         result[str(dimension)].append(
             {"value": str(value), "clicks": int(clicks), "unique_visitors": int(visitors)}
         )
+    result["traffic"] = _traffic(client, where, bind)
+    return result
+
+
+def _traffic(client: Client, where: str, bind: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every click in exactly one class: preview, else bot, else human."""
     traffic = client.query(
         f"""SELECT multiIf(is_preview = 1, 'preview', is_bot = 1, 'bot', 'human') AS class, count(),
                    {unique_visitors_sql()}
@@ -265,10 +275,50 @@ def _breakdowns(
         parameters=bind,
     ).result_rows
     by_class = {str(c): {"clicks": int(n), "unique_visitors": int(u)} for c, n, u in traffic}
-    result["traffic"] = [
-        {"value": c, **by_class.get(c, {"clicks": 0, "unique_visitors": 0})} for c in TRAFFIC_CLASSES
-    ]
+    return [{"value": c, **by_class.get(c, {"clicks": 0, "unique_visitors": 0})} for c in TRAFFIC_CLASSES]
+
+
+def _breakdown_clicks(
+    client: Client, where: str, bind: dict[str, Any], limit: int
+) -> dict[str, list[dict[str, Any]]]:
+    """Top `limit` values per dimension by human clicks, without per-value visitors: one scan with
+    GROUPING SETS on the native columns (exact uniques per value cost ~10x more, see
+    docs/performance.md "Web app"). `grouping(...)` is 0 in the bit of the set's own column; the
+    other columns are '' in a set's rows, so concatenating them all gives the value (ties by value)."""
+    columns = list(DIMENSIONS.values())
+    rows = client.query(
+        f"""SELECT grouping({", ".join(columns)}) AS g, {", ".join(columns)}, count() AS clicks
+            FROM {CH_CLICKS} WHERE {where} AND {_HUMAN}
+            GROUP BY GROUPING SETS ({", ".join(f"({c})" for c in columns)})
+            ORDER BY g, clicks DESC, concat({", ".join(columns)}) LIMIT {{limit:UInt32}} BY g""",
+        parameters={**bind, "limit": limit},
+    ).result_rows
+    names = list(DIMENSIONS)
+    result: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+    last = len(columns) - 1
+    for mask, *values, clicks in rows:
+        index = next(i for i in range(len(columns)) if not (int(mask) >> (last - i)) & 1)
+        result[names[index]].append({"value": str(values[index]), "clicks": int(clicks)})
+    for entries in result.values():
+        entries.sort(key=lambda e: (-e["clicks"], e["value"]))
     return result
+
+
+def analytics_overview(client: Client, params: dict[str, Any]) -> dict[str, Any]:
+    """The report without the unique counts the web app's page does not show (per breakdown value,
+    per traffic class, human visitors): exact totals and series, top-N clicks per dimension, the
+    traffic split's clicks."""
+    window = parse_window(params)
+    limit = parse_limit(params.get("limit"))
+    where, bind = _scope(params, window, link_required=False)
+    report = _totals_and_series(client, where, bind, window, lean=True)
+    report["limit"] = limit
+    traffic = report.pop("traffic_clicks")
+    report["breakdowns"] = {
+        **_breakdown_clicks(client, where, bind, limit),
+        "traffic": [{"value": c, "clicks": traffic[c]} for c in TRAFFIC_CLASSES],
+    }
+    return report
 
 
 def analytics_report(client: Client, params: dict[str, Any]) -> dict[str, Any]:
@@ -319,6 +369,29 @@ def link_clicks_page(client: Client, params: dict[str, Any]) -> dict[str, Any]:
     return {"columns": list(EXPORT_COLUMNS), "rows": out, "next": cursor}
 
 
+def link_ab_variants(client: Client, params: dict[str, Any]) -> dict[str, Any]:
+    """Human clicks, unique visitors and returning visitors (two clicks or more in the window) per
+    A/B (rule, variant) of one link; engine.analytics.ab turns them into results."""
+    window = parse_window(params)
+    where, bind = _scope(params, window, link_required=True)
+    rows = client.query(
+        f"""SELECT rule_id, variant, sum(n), countIf(visitor_id != ''), countIf(visitor_id != '' AND n >= 2)
+            FROM (SELECT rule_id, variant, visitor_id, count() AS n
+                  FROM {CH_CLICKS} WHERE {where} AND {_HUMAN} AND variant != ''
+                  GROUP BY rule_id, variant, visitor_id)
+            GROUP BY rule_id, variant ORDER BY rule_id, variant""",
+        parameters=bind,
+    ).result_rows
+    return {
+        **window.as_params(),
+        "variants": [
+            {"rule_id": str(r), "variant": str(v), "clicks": int(c), "unique_visitors": int(u),
+             "returning_visitors": int(back)}
+            for r, v, c, u, back in rows
+        ],
+    }  # fmt: skip
+
+
 def link_click_count(client: Client, params: dict[str, Any]) -> dict[str, Any]:
     """Row count for one link, all time (used by tests and reconciliation)."""
     link_id = parse_uuid(params.get("link_id"), "link_id")
@@ -335,8 +408,10 @@ def ping(client: Client, params: dict[str, Any]) -> dict[str, Any]:
 
 QUERIES: dict[str, Callable[[Client, dict[str, Any]], dict[str, Any]]] = {
     "analytics_report": analytics_report,
+    "analytics_overview": analytics_overview,
     "link_timeseries": link_timeseries,
     "link_clicks_page": link_clicks_page,
+    "link_ab_variants": link_ab_variants,
     "link_click_count": link_click_count,
     "ping": ping,
 }

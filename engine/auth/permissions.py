@@ -11,7 +11,7 @@ from collections.abc import Collection, Mapping
 from enum import StrEnum
 from types import MappingProxyType
 
-from engine.auth.apikeys import scope_allows
+from engine.auth.api_key_tokens import SCOPES, scope_allows
 from engine.errors import Forbidden, ValidationFailed
 
 
@@ -135,6 +135,29 @@ def authorize(role: Role, scopes: Collection[str] | None, action: Action) -> Non
         raise Forbidden(f"{action} requires a signed-in session; API keys cannot do it")
     if not scope_allows(scopes, needed):
         raise Forbidden(f"API key lacks the {needed} scope needed for {action}")
+
+
+def grantable_scopes(role: Role) -> frozenset[str]:
+    """The scopes `role` may put on an API key: those whose every action (including the actions
+    of the narrower scopes it implies) the role may do itself. So `links:write` needs a member,
+    `workspace:admin` an admin, and `billing:admin` the owner: nobody mints a key that can do more
+    than they can."""
+    return frozenset(
+        scope
+        for scope in SCOPES
+        if all(
+            can(role, action)
+            for action, needed in SCOPE_FOR_ACTION.items()
+            if needed is not None and scope_allows((scope,), needed)
+        )
+    )
+
+
+def check_grant(role: Role, scopes: Collection[str]) -> None:
+    """Forbidden(field="scopes") unless `role` may grant every one of `scopes`."""
+    beyond = sorted(set(scopes) - grantable_scopes(role))
+    if beyond:
+        raise Forbidden(f"a {role} may not grant the scope(s) {', '.join(beyond)}", field="scopes")
 
 
 def can_assign_role(actor_role: Role, target_current_role: Role, new_role: Role) -> bool:

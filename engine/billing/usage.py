@@ -147,3 +147,22 @@ async def run_usage_cycle(pool: asyncpg.Pool, gateway: StripeGateway | None) -> 
         flagged = await update_click_notices(conn)
         reported = await report_usage(conn, gateway) if gateway is not None else 0
     log.info("billing usage cycle flagged=%s reported=%s", len(flagged), reported)
+
+
+async def usage_summary(conn: asyncpg.Connection, workspace_id: str) -> dict[str, int]:
+    """This period's use of every limited resource (what the plan page shows against the limits)."""
+    since = await period_start(conn, workspace_id)
+    return {
+        "links_per_month": int(await conn.fetchval(_COUNT_LINKS, workspace_id, since)),
+        "clicks_per_month": int(await conn.fetchval(_COUNT_CLICKS, workspace_id, since)),
+        "custom_domains": int(
+            await conn.fetchval(
+                "SELECT count(*) FROM domains WHERE workspace_id = $1 AND deleted_at IS NULL", workspace_id
+            )
+        ),
+        "members": int(
+            await conn.fetchval(
+                "SELECT count(*) FROM workspace_members WHERE workspace_id = $1", workspace_id
+            )
+        ),
+    }

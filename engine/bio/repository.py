@@ -9,7 +9,7 @@ from typing import Any
 import asyncpg
 
 from engine.bio.validation import validate_window
-from engine.db.sql import set_clause
+from engine.db.sql import fetch_one, set_clause
 from engine.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from engine.records import uuid_or_none
 
@@ -77,14 +77,13 @@ async def list_pages(conn: asyncpg.Connection, workspace_id: str) -> list[asyncp
 
 
 async def get_page(conn: asyncpg.Connection, workspace_id: str, page_id: str) -> asyncpg.Record:
-    row = await conn.fetchrow(
+    return await fetch_one(
+        conn,
+        NotFound("bio page not found", field="page_id"),
         f"SELECT {PAGE_COLUMNS} FROM bio_pages p WHERE p.id = $1 AND p.workspace_id = $2 AND p.deleted_at IS NULL",
         page_id,
         workspace_id,
     )
-    if row is None:
-        raise NotFound("bio page not found", field="page_id")
-    return row
 
 
 async def update_page(
@@ -273,14 +272,13 @@ async def list_themes(conn: asyncpg.Connection, workspace_id: str) -> list[async
 
 
 async def get_theme(conn: asyncpg.Connection, workspace_id: str, theme_id: str) -> asyncpg.Record:
-    row = await conn.fetchrow(
+    return await fetch_one(
+        conn,
+        NotFound("theme not found", field="theme_id"),
         f"SELECT {THEME_COLUMNS} FROM bio_page_themes WHERE id = $1 AND (workspace_id IS NULL OR workspace_id = $2)",
         theme_id,
         workspace_id,
     )
-    if row is None:
-        raise NotFound("theme not found", field="theme_id")
-    return row
 
 
 async def _own_theme(conn: asyncpg.Connection, workspace_id: str, theme_id: str) -> asyncpg.Record:

@@ -84,13 +84,6 @@ def split_source(key: str) -> tuple[str, str]:
     return (kind, source_id) if kind in (QR_SOURCE, BIO_SOURCE) and source_id else ("", "")
 
 
-@dataclass(frozen=True, slots=True)
-class CountResult:
-    stats: LinkStats
-    is_unique: bool
-    applied: bool  # False when this offset was already counted (a replay)
-
-
 def count_click(
     stats: LinkStats,
     offset: int,
@@ -120,34 +113,3 @@ def count_click(
         stats.sources[source] = stats.sources.get(source, 0) + 1
     stats.offset = offset
     return True
-
-
-def apply_click(
-    stats: LinkStats,
-    offset: int,
-    *,
-    first_seen_offset: int | None,
-    is_bot: bool,
-    is_preview: bool,
-    variant: str = "",
-    source: str = "",
-) -> CountResult:
-    """Count one click at `offset` on a copy of `stats`; idempotent for offsets already applied."""
-    is_unique = first_seen_offset is None or first_seen_offset == offset
-    if offset <= stats.offset:
-        return CountResult(stats, is_unique, applied=False)
-    new = LinkStats(
-        total=stats.total,
-        unique=stats.unique,
-        humans=stats.humans,
-        bots=stats.bots,
-        previews=stats.previews,
-        variants=dict(stats.variants),
-        sources=dict(stats.sources),
-        offset=stats.offset,
-        exhausted_emitted=stats.exhausted_emitted,
-    )
-    count_click(
-        new, offset, is_unique=is_unique, is_bot=is_bot, is_preview=is_preview, variant=variant, source=source
-    )
-    return CountResult(new, is_unique, applied=True)

@@ -72,6 +72,9 @@ class RawClick(JsonRecord):
     country_code: str = ""
     region: str = ""
     city: str = ""
+    # The X-Request-ID of the redirect (engine.observability), so a click can be followed from
+    # the api's log lines to the worker's.
+    request_id: str = ""
 
 
 @dataclass(slots=True)

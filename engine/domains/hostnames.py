@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from urllib.parse import urlsplit
 
 from engine.errors import ValidationFailed
 from engine.links.urls import validate_destination
@@ -13,11 +14,35 @@ _LABEL_RE = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 _RESERVED_SUFFIXES = ("localhost", "local", "invalid", "test", "example", "internal")
 
 
+def _strip_url(value: str, field: str) -> str:
+    """`https://links.example.com/` → `links.example.com`: people paste the URL of the domain.
+    Only a bare origin is taken; a path, query, port or credentials stay an error."""
+    if "://" not in value:
+        return value
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError:
+        raise ValidationFailed(f"{field} is not a valid hostname", field=field) from None
+    if (
+        parts.scheme.lower() not in ("http", "https")
+        or parts.path not in ("", "/")
+        or parts.query
+        or parts.fragment
+        or port is not None
+        or parts.username is not None
+        or not parts.hostname
+    ):
+        raise ValidationFailed(f"{field} must be a hostname like links.example.com, not a URL", field=field)
+    return parts.hostname
+
+
 def validate_hostname(value: object, *, field: str = "domain", platform_domain: str = "") -> str:
-    """A lower-case ASCII (IDNA) hostname with at least two labels, not an IP address or port."""
+    """A lower-case ASCII (IDNA) hostname with at least two labels, not an IP address or port;
+    a bare http(s) origin (`https://host/`) is reduced to its host."""
     if not isinstance(value, str) or not value.strip():
         raise ValidationFailed(f"{field} is required", field=field)
-    host = value.strip().lower().rstrip(".")
+    host = _strip_url(value.strip(), field).lower().rstrip(".")
     try:
         host = host.encode("idna").decode("ascii")
     except UnicodeError:

@@ -124,3 +124,20 @@ class TxtVerifier:
         if any(secrets.compare_digest(value.strip().encode(), expected.encode()) for value in found):
             return DnsCheck(CheckOutcome.VERIFIED, "verification record found", found)
         return DnsCheck(CheckOutcome.MISMATCH, f"{name} has TXT records but none is {expected!r}", found)
+
+
+@dataclass(frozen=True, slots=True)
+class RoutingTarget:
+    """Where custom domains must point: the platform's host name (for a CNAME) and, when the
+    operator set one, its IPv4 address (for an A record: an apex domain cannot hold a CNAME)."""
+
+    host: str
+    ipv4: str | None = None
+
+
+def routing_records(domain: str, target: RoutingTarget) -> list[dict[str, str]]:
+    """The DNS records that send `domain`'s traffic to LinkRift; publish one of them."""
+    records = [{"type": "CNAME", "name": domain, "value": target.host}]
+    if target.ipv4:
+        records.append({"type": "A", "name": domain, "value": target.ipv4})
+    return records

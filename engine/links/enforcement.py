@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any
 
 import asyncpg
+
+from engine.outbox import link_change, write_outbox, write_outbox_many
 
 EXPIRY_BATCH = 500
 
@@ -39,17 +39,6 @@ def needs_exhausted_event(limits: LinkLimits | None, total: int) -> bool:
         and not limits.exhausted
         and total >= limits.max_clicks
     )
-
-
-def _event(event: str, row: asyncpg.Record) -> dict[str, Any]:
-    return {
-        "event": event,
-        "link_id": str(row["id"]),
-        "workspace_id": str(row["workspace_id"]),
-        "short_code": row["short_code"],
-        "domain_id": str(row["domain_id"]) if row["domain_id"] else "",
-        "at": datetime.now(UTC).isoformat(),
-    }
 
 
 async def load_limits(conn: asyncpg.Connection, link_ids: list[str]) -> dict[str, LinkLimits]:
@@ -84,12 +73,7 @@ async def mark_exhausted(conn: asyncpg.Connection, topic: str, link_id: str) -> 
         )
         if row is None:
             return False
-        await conn.execute(
-            "INSERT INTO outbox (topic, key, payload) VALUES ($1, $2, $3)",
-            topic,
-            link_id,
-            _event("exhausted", row),
-        )
+        await write_outbox(conn, topic, link_id, link_change("exhausted", row))
     return True
 
 
@@ -111,8 +95,5 @@ async def emit_expired(conn: asyncpg.Connection, topic: str, limit: int = EXPIRY
                WHERE l.id = ANY($1::uuid[])""",
             [r["id"] for r in rows],
         )
-        await conn.executemany(
-            "INSERT INTO outbox (topic, key, payload) VALUES ($1, $2, $3)",
-            [(topic, str(r["id"]), _event("expired", r)) for r in rows],
-        )
+        await write_outbox_many(conn, [(topic, str(r["id"]), link_change("expired", r)) for r in rows])
     return [str(r["id"]) for r in rows]

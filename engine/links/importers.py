@@ -40,10 +40,10 @@ import asyncpg
 from engine.audit import AuditContext, write_audit
 from engine.billing.usage import enforce_link_quota
 from engine.errors import LinkRiftError, QuotaExceeded, ValidationFailed
-from engine.links.repository import change_payload
 from engine.links.shortcodes import generate_code, validate_custom_code
 from engine.links.tags import ensure_tags, validate_tag_names
 from engine.links.urls import validate_destination
+from engine.outbox import link_change, write_outbox_many
 
 Format = Literal["bitly", "shlink", "kutt", "yourls", "plain"]
 FORMATS: tuple[Format, ...] = ("bitly", "shlink", "kutt", "yourls", "plain")
@@ -53,6 +53,7 @@ MAX_TITLE = 500
 MAX_REPORTED_ERRORS = 1000
 MAX_CLICKS = 10**15
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+_FORMULA_START = ("=", "+", "-", "@", "'")
 
 # For each format: our field -> the normalized source headers that may carry it (first wins).
 _COLUMNS: dict[Format, dict[str, tuple[str, ...]]] = {
@@ -285,6 +286,17 @@ def parse_csv(text: str, fmt: Format | None = None, *, blocked_hosts: Collection
     return parsed
 
 
+def escape_cell(value: str) -> str:
+    """A CSV cell a spreadsheet will not run: a leading =, +, - or @ would make it a formula
+    (CSV injection), so such a value, and one already starting with the escape `'`, gets a `'`."""
+    return "'" + value if value[:1] in _FORMULA_START else value
+
+
+def unescape_cell(value: str) -> str:
+    """The inverse of `escape_cell`: export → import gives back exactly what was exported."""
+    return value[1:] if value[:1] == "'" and value[1:2] in _FORMULA_START else value
+
+
 def _parse_row(
     fmt: Format,
     line: int,
@@ -295,7 +307,10 @@ def _parse_row(
 ) -> ImportRow:
     def cell(name: str) -> str:
         index = columns.get(name)
-        return record[index].strip() if index is not None and index < len(record) else ""
+        value = record[index].strip() if index is not None and index < len(record) else ""
+        if "\x00" in value:  # PostgreSQL text cannot hold it: this row fails, not its batch
+            raise ValidationFailed(f"{name} must not contain NUL characters", field=name)
+        return unescape_cell(value)
 
     url = validate_destination(cell("url"), field="url", blocklist=blocked_hosts)
     code = _code_from(fmt, cell("short_code"))
@@ -327,7 +342,8 @@ async def import_rows(
     batch_size: int = BATCH_SIZE,
     progress: Callable[[int], None] | None = None,
 ) -> ImportReport:
-    """Insert the valid rows batch by batch (one transaction each); report every failed row.
+    """Insert the valid rows batch by batch (one transaction each); report every failed row. A
+    batch the database refuses is retried row by row, so one bad row costs only itself.
 
     Raises QuotaExceeded (field links_per_month) before any write if the valid rows do not fit
     the plan's remaining monthly links."""
@@ -337,8 +353,8 @@ async def import_rows(
     for error in parsed.errors:
         report.add_error(error)
     for start in range(0, len(parsed.rows), batch_size):
-        batch = parsed.rows[start : start + batch_size]
-        batch = await _drop_taken_codes(conn, target, batch, report)
+        rows = parsed.rows[start : start + batch_size]
+        batch = await _drop_taken_codes(conn, target, rows, report)
         try:
             async with conn.transaction():
                 if batch:
@@ -346,13 +362,30 @@ async def import_rows(
                     await enforce_link_quota(conn, target.workspace_id, adding=len(batch))
                 await _insert_batch(conn, target, batch)
             report.imported += len(batch)
-        except (asyncpg.PostgresError, LinkRiftError) as exc:
+        except asyncpg.PostgresError:
+            for row in batch:
+                await _insert_alone(conn, target, row, report)
+        except LinkRiftError as exc:
             field = exc.field if isinstance(exc, QuotaExceeded) and exc.field else "row"
             for row in batch:
                 report.add_error(RowError(row.row, field, f"batch rolled back: {exc}"))
         if progress:
-            progress(len(batch))
+            # Every row of the batch is done, imported or reported (a taken code included).
+            progress(len(rows))
     return report
+
+
+async def _insert_alone(
+    conn: asyncpg.Connection, target: ImportTarget, row: ImportRow, report: ImportReport
+) -> None:
+    try:
+        async with conn.transaction():
+            await enforce_link_quota(conn, target.workspace_id, adding=1)
+            await _insert_batch(conn, target, [row])
+        report.imported += 1
+    except (asyncpg.PostgresError, LinkRiftError) as exc:
+        field = exc.field if isinstance(exc, QuotaExceeded) and exc.field else "row"
+        report.add_error(RowError(row.row, field, f"not imported: {exc}"))
 
 
 async def _drop_taken_codes(
@@ -433,10 +466,7 @@ async def _insert_batch(conn: asyncpg.Connection, target: ImportTarget, batch: l
             [p[0] for p in pairs],
             [p[1] for p in pairs],
         )
-    await conn.executemany(
-        "INSERT INTO outbox (topic, key, payload) VALUES ($1, $2, $3)",
-        [(target.topic, str(r["id"]), change_payload("created", r)) for r in rows],
-    )
+    await write_outbox_many(conn, [(target.topic, str(r["id"]), link_change("created", r)) for r in rows])
     await write_audit(
         conn,
         target.audit,

@@ -11,10 +11,8 @@ against a local server); `off` fetches nothing.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import re
-import socket
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -24,7 +22,8 @@ from urllib.parse import urljoin, urlsplit
 
 import asyncpg
 
-from engine.links.repository import change_payload, write_outbox
+from engine.outbound import Unresolvable, UnsafeDestination, resolve_public
+from engine.outbox import link_change, write_outbox
 
 log = logging.getLogger(__name__)
 
@@ -35,18 +34,6 @@ TIMEOUT_SECONDS = 5.0
 MAX_REDIRECTS = 3
 USER_AGENT = "LinkRiftBot/1.0 (+link preview)"
 _FIELD_LIMITS = {"title": 500, "description": 2000, "favicon_url": 500, "og_image_url": 500}
-# Names that reach instance metadata services without an address check being able to help.
-_BLOCKED_NAMES = frozenset({"metadata.google.internal", "metadata.goog", "metadata", "instance-data"})
-# Cloud metadata endpoints outside the link-local/private ranges (Alibaba sits in 100.64/10, AWS
-# has an IPv6 one in fd00::/8); kept explicit so a change to `is_global` cannot reopen them.
-_METADATA_ADDRESSES = frozenset(
-    ipaddress.ip_address(a) for a in ("169.254.169.254", "169.254.170.2", "100.100.100.200", "fd00:ec2::254")
-)
-_NAT64 = ipaddress.ip_network("64:ff9b::/96")
-
-
-class UnsafeDestination(Exception):
-    """The URL may not be fetched (scheme, host, address or redirect refused)."""
 
 
 class FetchFailed(Exception):
@@ -69,57 +56,12 @@ class PageMetadata:
         }
 
 
-def is_public_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    """True only for globally routable unicast addresses that are no metadata endpoint."""
-    if isinstance(address, ipaddress.IPv6Address):
-        # IPv4 addresses tunnelled inside IPv6 (mapped, 6to4, Teredo, NAT64) are checked as IPv4.
-        embedded = [address.ipv4_mapped, address.sixtofour, address.teredo[1] if address.teredo else None]
-        if address in _NAT64:
-            embedded.append(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
-        if any(e is not None and not is_public_address(e) for e in embedded):
-            return False
-    return not (
-        address in _METADATA_ADDRESSES
-        or address.is_private
-        or address.is_loopback
-        or address.is_link_local
-        or address.is_multicast
-        or address.is_reserved
-        or address.is_unspecified
-        or not address.is_global
-    )
-
-
 async def resolve_checked(host: str, port: int, mode: FetchMode) -> list[str]:
-    """The addresses of `host` to connect to; UnsafeDestination if any of them is not public."""
-    name = host.lower().rstrip(".")
-    if mode == "production" and (
-        name in _BLOCKED_NAMES or name == "localhost" or name.endswith(".localhost")
-    ):
-        raise UnsafeDestination(f"host {host!r} is not allowed")
+    """The addresses of `host` to connect to, through the one SSRF guard (engine.outbound)."""
     try:
-        literal: ipaddress.IPv4Address | ipaddress.IPv6Address | None = ipaddress.ip_address(name.strip("[]"))
-    except ValueError:
-        literal = None
-    if literal is not None:
-        addresses = [literal]
-    else:
-        try:
-            infos = await asyncio.get_running_loop().getaddrinfo(name, port, type=socket.SOCK_STREAM)
-        except (OSError, UnicodeError) as exc:
-            raise FetchFailed(f"cannot resolve {host!r}: {exc}") from None
-        addresses = []
-        for info in infos:
-            addr = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
-            if addr not in addresses:
-                addresses.append(addr)
-    if not addresses:
-        raise FetchFailed(f"{host!r} has no addresses")
-    if mode == "production":
-        refused = [str(a) for a in addresses if not is_public_address(a)]
-        if refused:
-            raise UnsafeDestination(f"host {host!r} resolves to a non-public address ({', '.join(refused)})")
-    return [str(a) for a in addresses]
+        return await resolve_public(host, port, allow_private=mode != "production")
+    except Unresolvable as exc:
+        raise FetchFailed(str(exc)) from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -360,7 +302,7 @@ async def store_metadata(
             cols["og_image_url"],
         )
         if row is not None:
-            await write_outbox(conn, topic, link_id, change_payload("updated", row))
+            await write_outbox(conn, topic, link_id, link_change("updated", row))
     return row
 
 

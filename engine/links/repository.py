@@ -1,4 +1,4 @@
-"""Links in PostgreSQL: create, read, resolve for redirects. Every change writes the outbox."""
+"""Links in PostgreSQL: create, read, resolve for redirects. Every change writes the outbox (engine/outbox.py)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,11 @@ from typing import Any
 import asyncpg
 import orjson
 
+from engine.db.sql import fetch_one
 from engine.errors import LinkNotFound, ShortCodeTaken
 from engine.links.models import CachedLink
 from engine.links.shortcodes import generate_code
+from engine.outbox import link_change, write_outbox
 
 # A link's total is what LinkRift tracked (the `total_clicks` column, written by the worker) plus
 # what an import brought from the source shortener (`imported_clicks`); both parts are exposed.
@@ -33,33 +35,11 @@ SELECT l.id, l.workspace_id, l.domain_id, l.short_code, l.url, l.is_active, l.ex
            'conditions', r.conditions, 'destination_url', r.destination_url, 'weight', r.weight)
            ORDER BY r.priority DESC, r.id) FILTER (WHERE r.id IS NOT NULL), '[]') AS rules
 FROM links l
+JOIN workspaces w ON w.id = l.workspace_id AND w.deleted_at IS NULL AND w.suspended_at IS NULL
 LEFT JOIN link_rules r ON r.link_id = l.id AND r.is_active = TRUE
 WHERE l.short_code = $1 AND l.domain_id IS NOT DISTINCT FROM $2 AND l.deleted_at IS NULL
 GROUP BY l.id
 """
-
-
-def change_payload(
-    event: str, row: asyncpg.Record | dict[str, Any], old: asyncpg.Record | dict[str, Any] | None = None
-) -> dict[str, Any]:
-    """A `links.changes` event. When the code or domain changed, the old ones ride along so that
-    caches keyed by the old code are invalidated too."""
-    payload = {
-        "event": event,
-        "link_id": str(row["id"]),
-        "workspace_id": str(row["workspace_id"]),
-        "short_code": row["short_code"],
-        "domain_id": str(row["domain_id"]) if row["domain_id"] else "",
-        "at": datetime.now().astimezone().isoformat(),
-    }
-    if old is not None and (old["short_code"], old["domain_id"]) != (row["short_code"], row["domain_id"]):
-        payload["old_short_code"] = old["short_code"]
-        payload["old_domain_id"] = str(old["domain_id"]) if old["domain_id"] else ""
-    return payload
-
-
-async def write_outbox(conn: asyncpg.Connection, topic: str, key: str, payload: dict[str, Any]) -> None:
-    await conn.execute("INSERT INTO outbox (topic, key, payload) VALUES ($1, $2, $3)", topic, key, payload)
 
 
 async def create_link(
@@ -118,7 +98,7 @@ async def create_link(
                     is_active,
                 )
                 assert row is not None
-                await write_outbox(conn, topic, str(row["id"]), change_payload("created", row))
+                await write_outbox(conn, topic, str(row["id"]), link_change("created", row))
                 return row
         except asyncpg.UniqueViolationError:
             if short_code:
@@ -133,15 +113,14 @@ async def get_link(
 ) -> asyncpg.Record:
     """A live link of the workspace (or, with `deleted`, a soft-deleted one); LinkNotFound otherwise."""
     state = "IS NOT NULL" if deleted else "IS NULL"
-    row = await conn.fetchrow(
+    return await fetch_one(
+        conn,
+        LinkNotFound("link not found"),
         f"SELECT {LINK_COLUMNS} FROM links WHERE id = $1 AND workspace_id = $2 AND deleted_at {state}"
         + (" FOR UPDATE" if lock else ""),
         link_id,
         workspace_id,
     )
-    if row is None:
-        raise LinkNotFound("link not found")
-    return row
 
 
 async def load_cached_link(

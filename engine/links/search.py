@@ -22,6 +22,7 @@ import orjson
 
 from engine.errors import ValidationFailed
 from engine.links.repository import LINK_COLUMNS
+from engine.records import uuid_or_none
 
 SortKey = Literal["created_at", "total_clicks", "title"]
 SORT_KEYS: tuple[SortKey, ...] = ("created_at", "total_clicks", "title")
@@ -70,10 +71,7 @@ def _where(workspace_id: str, f: LinkFilters) -> tuple[list[str], list[Any]]:
         where.append(sql)
 
     if f.tag:
-        try:
-            tag_id: str | None = str(UUID(f.tag))
-        except ValueError:
-            tag_id = None
+        tag_id = uuid_or_none(f.tag)
         column = "t.id = ?::uuid" if tag_id else "t.name = ?"
         add(
             "EXISTS (SELECT 1 FROM link_tags lt JOIN tags t ON t.id = lt.tag_id"

@@ -15,6 +15,7 @@ from typing import Any
 
 import asyncpg
 
+from engine import outbox
 from engine.audit import AuditContext, write_audit
 from engine.auth.passwords import hash_password, validate_password
 from engine.billing.usage import enforce_link_quota
@@ -285,9 +286,7 @@ async def update_link(
             assert row is not None
         if tags is not None:
             await set_link_tags(conn, actor.workspace_id, link_id, tags)
-        await repository.write_outbox(
-            conn, actor.topic, link_id, repository.change_payload("updated", row, old)
-        )
+        await outbox.write_outbox(conn, actor.topic, link_id, outbox.link_change("updated", row, old))
         new_view = audit_view(row)
         if tags is not None:
             new_view["tags"] = tags
@@ -347,7 +346,7 @@ async def delete_link(conn: asyncpg.Connection, actor: Actor, link_id: str) -> a
             link_id,
         )
         assert row is not None
-        await repository.write_outbox(conn, actor.topic, link_id, repository.change_payload("deleted", row))
+        await outbox.write_outbox(conn, actor.topic, link_id, outbox.link_change("deleted", row))
         await write_audit(
             conn, actor.audit, actor.workspace_id, "link.deleted", "link", link_id, old=audit_view(old)
         )
@@ -370,7 +369,7 @@ async def restore_link(conn: asyncpg.Connection, actor: Actor, link_id: str) -> 
                 "another link uses this short code now; change that link's code first", field="short_code"
             ) from None
         assert row is not None
-        await repository.write_outbox(conn, actor.topic, link_id, repository.change_payload("restored", row))
+        await outbox.write_outbox(conn, actor.topic, link_id, outbox.link_change("restored", row))
         await write_audit(
             conn, actor.audit, actor.workspace_id, "link.restored", "link", link_id, new=audit_view(row)
         )

@@ -9,6 +9,7 @@ from typing import Any
 import asyncpg
 
 from engine.audit import AuditContext, write_audit
+from engine.db.sql import fetch_one
 from engine.errors import Conflict, NotFound, ValidationFailed
 
 MAX_TAG_NAME = 50
@@ -73,14 +74,13 @@ async def list_tags(conn: asyncpg.Connection, workspace_id: str) -> list[dict[st
 
 
 async def get_tag(conn: asyncpg.Connection, workspace_id: str, tag_id: str) -> asyncpg.Record:
-    row = await conn.fetchrow(
+    return await fetch_one(
+        conn,
+        TagNotFound("tag not found"),
         "SELECT id, name, color, created_at FROM tags WHERE id = $1 AND workspace_id = $2",
         tag_id,
         workspace_id,
     )
-    if row is None:
-        raise TagNotFound("tag not found")
-    return row
 
 
 async def create_tag(

@@ -8,6 +8,7 @@ from typing import Any
 
 import asyncpg
 
+from engine.db.sql import fetch_one
 from engine.errors import NotFound
 from engine.links.repository import get_link
 from engine.qr.marker import dynamic_content, qr_marker
@@ -59,16 +60,15 @@ async def get_qr(
     conn: asyncpg.Connection, qr_id: str, *, workspace_id: str | None, link_id: str | None = None
 ) -> asyncpg.Record:
     """One QR code with its link; `workspace_id=None` is the public (unguessable id) lookup."""
-    row = await conn.fetchrow(
+    return await fetch_one(
+        conn,
+        NotFound("QR code not found", field="qr_id"),
         f"{_RENDER_SELECT} WHERE q.id = $1 AND ($2::uuid IS NULL OR l.workspace_id = $2)"
         " AND ($3::uuid IS NULL OR q.link_id = $3)",
         qr_id,
         workspace_id,
         link_id,
     )
-    if row is None:
-        raise NotFound("QR code not found", field="qr_id")
-    return row
 
 
 async def list_qr(conn: asyncpg.Connection, workspace_id: str, link_id: str) -> list[asyncpg.Record]:

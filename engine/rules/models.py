@@ -58,3 +58,39 @@ class Variant:
     id: str
     url: str
     weight: int
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRule:
+    """A `link_rules` row as the API shows it (engine/rules/repository.py returns these)."""
+
+    id: str
+    link_id: str
+    rule_type: str
+    priority: int
+    is_active: bool
+    conditions: dict[str, Any]
+    destination_url: str
+    weight: int | None
+    created_at: datetime
+    updated_at: datetime
+
+    def editable(self) -> dict[str, Any]:
+        """The fields a PATCH may change, as they are stored."""
+        return {
+            "rule_type": self.rule_type,
+            "priority": self.priority,
+            "is_active": self.is_active,
+            "conditions": self.conditions,
+            "destination_url": self.destination_url,
+            "weight": self.weight,
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "link_id": self.link_id,
+            **self.editable(),
+            "created_at": self.created_at.isoformat(),
+            "updated_at": self.updated_at.isoformat(),
+        }

@@ -23,6 +23,7 @@ from engine.auth import webhook_signing
 from engine.auth.crypto import SecretBox
 from engine.config import Settings
 from engine.errors import ValidationFailed
+from engine.outbound import PublicOnlyResolver
 from engine.webhooks import repository
 from engine.webhooks.events import envelope
 from engine.webhooks.targets import validate_target
@@ -107,7 +108,9 @@ class WebhookDispatcher:
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
+            resolver = None if self.policy.allow_private else PublicOnlyResolver()
             self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(resolver=resolver),
                 timeout=aiohttp.ClientTimeout(total=self.policy.timeout),
                 headers={"User-Agent": USER_AGENT},
             )

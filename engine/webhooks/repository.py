@@ -17,6 +17,7 @@ import orjson
 
 from engine.auth.crypto import SecretBox
 from engine.auth.webhook_signing import generate_webhook_secret
+from engine.db.sql import fetch_one
 from engine.errors import NotFound, ValidationFailed
 
 ROTATION_GRACE = timedelta(hours=24)
@@ -103,12 +104,13 @@ async def list_webhooks(conn: asyncpg.Connection, workspace_id: str) -> list[asy
 
 
 async def get_webhook(conn: asyncpg.Connection, workspace_id: str, webhook_id: str) -> asyncpg.Record:
-    row = await conn.fetchrow(
-        f"SELECT {_COLUMNS} FROM webhooks WHERE id = $1 AND workspace_id = $2", webhook_id, workspace_id
+    return await fetch_one(
+        conn,
+        WebhookNotFound("webhook not found", field="webhook_id"),
+        f"SELECT {_COLUMNS} FROM webhooks WHERE id = $1 AND workspace_id = $2",
+        webhook_id,
+        workspace_id,
     )
-    if row is None:
-        raise WebhookNotFound("webhook not found", field="webhook_id")
-    return row
 
 
 async def update_webhook(
@@ -121,7 +123,9 @@ async def update_webhook(
     is_active: bool | None = None,
 ) -> asyncpg.Record:
     """Change url, events or the active flag. Re-enabling a hook clears its failure streak."""
-    row = await conn.fetchrow(
+    return await fetch_one(
+        conn,
+        WebhookNotFound("webhook not found", field="webhook_id"),
         f"""UPDATE webhooks SET
                url = COALESCE($3, url),
                events = COALESCE($4, events),
@@ -135,9 +139,6 @@ async def update_webhook(
         list(events) if events is not None else None,
         is_active,
     )
-    if row is None:
-        raise WebhookNotFound("webhook not found", field="webhook_id")
-    return row
 
 
 async def delete_webhook(conn: asyncpg.Connection, workspace_id: str, webhook_id: str) -> None:
@@ -345,15 +346,14 @@ async def redeliver(
 ) -> asyncpg.Record:
     """Queue a delivery again, now, with a fresh retry cycle (same webhook-id, so receivers can dedupe)."""
     await get_webhook(conn, workspace_id, webhook_id)
-    row = await conn.fetchrow(
+    return await fetch_one(
+        conn,
+        DeliveryNotFound("delivery not found", field="delivery_id"),
         """UPDATE webhook_deliveries SET status = 'pending', attempt = 1, next_attempt_at = now()
            WHERE id = $1 AND webhook_id = $2 RETURNING *""",
         delivery_id,
         webhook_id,
     )
-    if row is None:
-        raise DeliveryNotFound("delivery not found", field="delivery_id")
-    return row
 
 
 async def admin_emails(conn: asyncpg.Connection, workspace_id: str) -> list[str]:

@@ -1,18 +1,18 @@
 """Where a webhook may point: http(s) URLs whose host resolves only to public addresses (SSRF guard).
 
-Checked when a webhook is saved and again before every delivery, because DNS can change in between.
+Checked when a webhook is saved and again before every delivery; at delivery the connection also
+resolves through `engine.outbound.PublicOnlyResolver`, so a DNS change in between cannot slip by.
 """
 
 from __future__ import annotations
 
-import asyncio
-import ipaddress
-import socket
 from urllib.parse import urlsplit
 
 from engine.errors import ValidationFailed
+from engine.outbound import Unresolvable, UnsafeDestination, resolve_public
 
 MAX_URL_LENGTH = 2048
+ALLOW_PRIVATE_SETTING = "LINKRIFT_WEBHOOK_ALLOW_PRIVATE"
 
 
 def validate_url_shape(url: str) -> str:
@@ -34,40 +34,21 @@ def validate_url_shape(url: str) -> str:
     return url
 
 
-def is_public_address(address: str) -> bool:
-    ip = ipaddress.ip_address(address)
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return not (
-        ip.is_private
-        or ip.is_loopback
-        or ip.is_link_local  # includes 169.254.169.254, the cloud metadata service
-        or ip.is_multicast
-        or ip.is_reserved
-        or ip.is_unspecified
-        or (isinstance(ip, ipaddress.IPv4Address) and ip in ipaddress.ip_network("100.64.0.0/10"))
-    )
-
-
-async def resolve(host: str, port: int) -> list[str]:
-    loop = asyncio.get_running_loop()
-    try:
-        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except OSError:
-        raise ValidationFailed(f"url host {host!r} does not resolve", field="url") from None
-    return sorted({str(info[4][0]) for info in infos})
-
-
 async def validate_target(url: str, *, allow_private: bool) -> str:
     """The normalised URL; ValidationFailed(field="url") if malformed or, unless `allow_private`,
-    if any address the host resolves to is private, loopback, link-local or otherwise internal."""
+    if the host is refused by the one SSRF guard (engine.outbound): a blocked name or any
+    address that is not public, IPv4 tunnelled in IPv6 included."""
     url = validate_url_shape(url)
     if allow_private:
         return url
     parts = urlsplit(url)
-    host = parts.hostname or ""
     port = parts.port or (443 if parts.scheme == "https" else 80)
-    for address in await resolve(host, port):
-        if not is_public_address(address):
-            raise ValidationFailed(f"url resolves to a non-public address ({address})", field="url")
+    try:
+        await resolve_public(parts.hostname or "", port)
+    except Unresolvable:
+        raise ValidationFailed(f"url host {parts.hostname!r} does not resolve", field="url") from None
+    except UnsafeDestination as exc:
+        raise ValidationFailed(
+            f"url refused: {exc}; for local development set {ALLOW_PRIVATE_SETTING}=true", field="url"
+        ) from None
     return url

@@ -14,7 +14,7 @@ from engine.billing.events import apply_event
 from engine.billing.gateway import StripeGateway, plans_by_price
 from engine.billing.usage import run_usage_cycle
 from engine.errors import ServiceUnavailable
-from streams.agents.common import json_values, raw_topic, until_written
+from streams.agents.common import json_values, raw_topic, timer, until_written
 from streams.resources import WorkerResources
 
 log = logging.getLogger(__name__)
@@ -36,7 +36,7 @@ def register(app: faust.App, res: WorkerResources) -> None:
             applied = await until_written("billing_event", partial(_apply, event))
             log.info("billing event id=%s type=%s applied=%s", event.get("id"), event.get("type"), applied)
 
-    @app.timer(settings.billing_usage_interval_seconds, name="billing_usage")
+    @timer(app, settings.billing_usage_interval_seconds, "billing_usage")
     async def usage() -> None:
         await res.ensure_started()
         gateway = StripeGateway(settings) if settings.stripe_secret_key else None

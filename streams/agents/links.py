@@ -12,7 +12,7 @@ import orjson
 import redis.asyncio as redis
 
 from engine.naming import RedisKeys
-from streams.agents.clicks import AGENT_EVENTS
+from streams.agents.click_consumer import AGENT_EVENTS
 from streams.agents.common import json_values, raw_topic, until_written
 from streams.resources import WorkerResources
 

@@ -1,5 +1,5 @@
-"""Worker housekeeping: `clicks` partitions, link expiry events, custom-domain DNS re-checks and
-consumer-lag metrics."""
+"""Worker housekeeping: `clicks` partitions, link expiry events, custom-domain DNS re-checks,
+consumer-lag metrics of Faust's topics, outbox/webhook backlog gauges and the event-loop probe."""
 
 from __future__ import annotations
 
@@ -12,10 +12,12 @@ import faust
 from prometheus_client import Counter
 
 from engine.db.partitions import drop_old_click_partitions, ensure_click_partitions
-from engine.domains.repository import recheck_domains
+from engine.domains.service import recheck_domains
 from engine.domains.verification import TxtVerifier
 from engine.links.enforcement import emit_expired
-from streams.agents.common import CONSUMER_LAG
+from engine.observability import watch_loop_lag
+from streams.agents.common import CONSUMER_LAG, task, timer
+from streams.metrics import OUTBOX_BACKLOG, OUTBOX_OLDEST_SECONDS, WEBHOOK_BACKLOG
 from streams.resources import WorkerResources
 
 log = logging.getLogger(__name__)
@@ -23,6 +25,7 @@ log = logging.getLogger(__name__)
 PARTITION_INTERVAL_SECONDS = 3600.0
 EXPIRY_INTERVAL_SECONDS = 1.0
 LAG_INTERVAL_SECONDS = 2.0
+BACKLOG_INTERVAL_SECONDS = 10.0
 MONTHS_AHEAD = 2
 
 EXPIRED = Counter("linkrift_links_expired_total", "expired events emitted by this worker")
@@ -51,12 +54,29 @@ async def recheck_custom_domains(
             return checked
 
 
+async def measure_backlogs(pool: asyncpg.Pool) -> None:
+    """Outbox rows not yet published (and the oldest one's age) and webhook deliveries waiting
+    for an attempt; both queries use the partial indexes their relays use."""
+    async with pool.acquire() as conn:
+        outbox = await conn.fetchrow(
+            """SELECT count(*) AS n, coalesce(extract(epoch FROM now() - min(created_at)), 0) AS age
+               FROM outbox WHERE published_at IS NULL"""
+        )
+        webhooks = await conn.fetchval(
+            "SELECT count(*) FROM webhook_deliveries WHERE status IN ('pending', 'failed')"
+        )
+    assert outbox is not None
+    OUTBOX_BACKLOG.set(outbox["n"])
+    OUTBOX_OLDEST_SECONDS.set(float(outbox["age"]))
+    WEBHOOK_BACKLOG.set(webhooks or 0)
+
+
 def register(app: faust.App, res: WorkerResources) -> None:
     settings = res.settings
     verifier = TxtVerifier(settings.dns_nameserver, settings.dns_timeout)
     recheck_every = float(settings.domain_recheck_seconds)
 
-    @app.task
+    @task(app)
     async def click_partitions() -> None:
         """On start, then hourly: partitions two months ahead, past retention dropped."""
         await res.ensure_started()
@@ -67,7 +87,7 @@ def register(app: faust.App, res: WorkerResources) -> None:
                 log.warning("click partition maintenance failed error=%s", exc)
             await asyncio.sleep(PARTITION_INTERVAL_SECONDS)
 
-    @app.timer(EXPIRY_INTERVAL_SECONDS, name="link_expiry")
+    @timer(app, EXPIRY_INTERVAL_SECONDS, "link_expiry")
     async def link_expiry() -> None:
         await res.ensure_started()
         try:
@@ -80,10 +100,10 @@ def register(app: faust.App, res: WorkerResources) -> None:
             EXPIRED.inc(len(expired))
             log.info("links_expired count=%d", len(expired))
 
-    @app.timer(recheck_every, name="domain_recheck")
+    @timer(app, recheck_every, "domain_recheck")
     async def domain_recheck() -> None:
         """Pending domains get verified once their record appears (and announce domain.verified);
-        verified ones record failures without losing verification (engine.domains.repository)."""
+        verified ones record failures without losing verification (engine.domains.service)."""
         await res.ensure_started()
         try:
             checked = await recheck_custom_domains(res.pg, verifier, timedelta(seconds=recheck_every))
@@ -93,7 +113,19 @@ def register(app: faust.App, res: WorkerResources) -> None:
         if checked:
             log.info("domains_rechecked count=%d", checked)
 
-    @app.timer(LAG_INTERVAL_SECONDS, name="consumer_lag")
+    @task(app)
+    async def event_loop_lag() -> None:
+        await watch_loop_lag()
+
+    @timer(app, BACKLOG_INTERVAL_SECONDS, "backlogs")
+    async def backlogs() -> None:
+        await res.ensure_started()
+        try:
+            await measure_backlogs(res.pg)
+        except _PG_ERRORS as exc:
+            log.warning("backlog measurement failed error=%s", exc)
+
+    @timer(app, LAG_INTERVAL_SECONDS, "consumer_lag")
     async def consumer_lag() -> None:
         consumer = app.consumer
         for tp in consumer.assignment():
@@ -103,5 +135,5 @@ def register(app: faust.App, res: WorkerResources) -> None:
                 continue
             if highwater is None:
                 continue
-            committed = consumer._committed_offset.get(tp)
+            committed = getattr(consumer, "_committed_offset", {}).get(tp)
             CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(max(0, highwater - (committed or 0)))

@@ -1,7 +1,7 @@
 """Relay the PostgreSQL transactional outbox to Kafka, in order, at least once.
 
-Whoever changes a link writes an outbox row in the same transaction; this timer publishes
-unpublished rows and marks them. `FOR UPDATE SKIP LOCKED` lets several workers share the work.
+Whoever changes a link writes an outbox row in the same transaction (engine/outbox.py); this
+timer publishes unpublished rows and marks them. `FOR UPDATE SKIP LOCKED` lets several workers share the work.
 Consumers are idempotent on (event, link_id, at), so a re-sent row after a crash is harmless.
 """
 
@@ -14,6 +14,8 @@ import faust
 import orjson
 from aiokafka.errors import KafkaError
 
+from engine.outbox import claim_unpublished, mark_published
+from streams.agents.common import timer
 from streams.resources import WorkerResources
 
 log = logging.getLogger(__name__)
@@ -21,7 +23,7 @@ BATCH = 500
 
 
 def register(app: faust.App, res: WorkerResources) -> None:
-    @app.timer(0.2, name="outbox_relay")
+    @timer(app, 0.2, "outbox_relay")
     async def relay_outbox() -> None:
         await res.ensure_started()
         try:
@@ -32,18 +34,14 @@ def register(app: faust.App, res: WorkerResources) -> None:
 
     async def _relay_once() -> None:
         async with res.pg.acquire() as conn, conn.transaction():
-            rows = await conn.fetch(
-                """SELECT id, topic, key, payload FROM outbox WHERE published_at IS NULL
-                   ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED""",
-                BATCH,
-            )
+            rows = await claim_unpublished(conn, BATCH)
             if not rows:
                 return
             futures = [
                 await app.producer.send(
-                    row["topic"],
-                    (row["key"] or "").encode() or None,
-                    orjson.dumps(row["payload"]),
+                    row.topic,
+                    (row.key or "").encode() or None,
+                    orjson.dumps(row.payload),
                     partition=None,
                     timestamp=None,
                     headers=None,
@@ -53,6 +51,4 @@ def register(app: faust.App, res: WorkerResources) -> None:
             await app.producer.flush()
             for fut in futures:
                 await fut
-            await conn.execute(
-                "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])", [r["id"] for r in rows]
-            )
+            await mark_published(conn, [row.id for row in rows])

@@ -23,35 +23,47 @@ from aiokafka.errors import KafkaError
 from engine.accounts.mailer import Mailer
 from engine.auth.crypto import SecretBox
 from engine.webhooks import repository
-from engine.webhooks.clicks import batch_clicks
+from engine.webhooks.click_batches import batch_clicks
 from engine.webhooks.delivery import DeliveryPolicy, WebhookDispatcher
 from engine.webhooks.events import from_link_change
-from streams.agents.common import until_written
+from streams.agents.common import json_values, on_shutdown, raw_topic, timer, until_written
 from streams.resources import WorkerResources
 
 log = logging.getLogger(__name__)
 SCAN_BATCH = 100
 
 
-def register(app: faust.App, res: WorkerResources) -> None:
-    settings = res.settings
-    raw: dict[str, Any] = {
-        "key_type": bytes,
-        "value_type": bytes,
-        "key_serializer": "raw",
-        "value_serializer": "raw",
-    }
-    changes = app.topic(res.topics.links_changes, partitions=settings.topic_partitions, **raw)
-    deliveries = app.topic(res.topics.webhooks_deliveries, partitions=settings.topic_partitions, **raw)
-    dead = app.topic(res.topics.webhooks_dead, partitions=settings.topic_partitions, **raw)
-    mailer = Mailer(settings.smtp_url, settings.smtp_from, settings.data_dir.resolve() / "outbox")
-    state: dict[str, WebhookDispatcher] = {}
+class WebhookAgents:
+    """The worker's webhook side. One dispatcher serves every agent and timer; it is created on
+    first use, once the worker's resources (PostgreSQL pool) have started."""
 
-    async def on_dead(record: dict[str, Any]) -> None:
-        await dead.send(key=str(record["webhook_id"]).encode(), value=orjson.dumps(record))
+    def __init__(self, app: faust.App, res: WorkerResources) -> None:
+        self.res = res
+        self.settings = settings = res.settings
+        partitions = settings.topic_partitions
+        self.changes = raw_topic(app, res.topics.links_changes, partitions)
+        self.deliveries = raw_topic(app, res.topics.webhooks_deliveries, partitions)
+        self.dead = raw_topic(app, res.topics.webhooks_dead, partitions)
+        self.mailer = Mailer(settings.smtp_url, settings.smtp_from, settings.data_dir.resolve() / "outbox")
+        self._dispatcher: WebhookDispatcher | None = None
 
-    async def on_disabled(webhook_id: str, workspace_id: str) -> None:
-        async with res.pg.acquire() as conn:
+    async def dispatcher(self) -> WebhookDispatcher:
+        await self.res.ensure_started()
+        if self._dispatcher is None:
+            self._dispatcher = WebhookDispatcher(
+                self.res.pg,
+                SecretBox(self.settings.secret_key),
+                DeliveryPolicy.from_settings(self.settings),
+                on_dead=self.on_dead,
+                on_disabled=self.on_disabled,
+            )
+        return self._dispatcher
+
+    async def on_dead(self, record: dict[str, Any]) -> None:
+        await self.dead.send(key=str(record["webhook_id"]).encode(), value=orjson.dumps(record))
+
+    async def on_disabled(self, webhook_id: str, workspace_id: str) -> None:
+        async with self.res.pg.acquire() as conn:
             emails = await repository.admin_emails(conn, workspace_id)
             hook = await repository.get_webhook(conn, workspace_id, webhook_id)
         body = (
@@ -59,29 +71,13 @@ def register(app: faust.App, res: WorkerResources) -> None:
             "Fix the endpoint, then re-enable it (PATCH /api/v1/webhooks/{id} with is_active=true)."
         )
         for email in emails:
-            await mailer.send(email, "LinkRift webhook disabled", body)
+            await self.mailer.send(email, "LinkRift webhook disabled", body)
 
-    async def dispatcher() -> WebhookDispatcher:
-        await res.ensure_started()
-        if "d" not in state:
-            policy = DeliveryPolicy.from_settings(settings)
-            state["d"] = WebhookDispatcher(
-                res.pg, SecretBox(settings.secret_key), policy, on_dead=on_dead, on_disabled=on_disabled
-            )
-        return state["d"]
-
-    async def announce(workspace_id: str, ids: list[str]) -> None:
-        for delivery_id in ids:
-            await deliveries.send(key=workspace_id.encode(), value=delivery_id.encode())
-
-    @app.agent(changes, name="webhook_link_events")
-    async def link_events(stream: faust.StreamT[bytes]) -> None:
-        d = await dispatcher()
-        async for value in stream:
-            try:
-                event = from_link_change(orjson.loads(value))
-            except orjson.JSONDecodeError:
-                continue
+    async def link_events(self, stream: faust.StreamT[bytes]) -> None:
+        """links.changes → one delivery row per subscribed webhook, announced on webhooks.deliveries."""
+        d = await self.dispatcher()
+        async for change in json_values(stream, "link change", log):
+            event = from_link_change(change)
             if event is None:
                 continue
             event_id, event_type, data = event
@@ -90,32 +86,42 @@ def register(app: faust.App, res: WorkerResources) -> None:
             ids = await until_written(
                 "webhook_link_event", partial(d.publish, workspace_id, event_id, event_type, data)
             )
-            await announce(workspace_id, ids)
+            for delivery_id in ids:
+                await self.deliveries.send(key=workspace_id.encode(), value=delivery_id.encode())
 
-    @app.agent(deliveries, name="webhook_deliveries")
-    async def deliver(stream: faust.StreamT[bytes]) -> None:
-        d = await dispatcher()
+    async def deliver(self, stream: faust.StreamT[bytes]) -> None:
+        """webhooks.deliveries → attempt those deliveries now."""
+        d = await self.dispatcher()
         async for batch in stream.take(SCAN_BATCH, within=0.5):
             await d.deliver_due(limit=len(batch), ids=[v.decode() for v in batch])
 
-    @app.timer(1.0, name="webhook_retry_scan")
-    async def retry_scan() -> None:
-        d = await dispatcher()
+    async def retry_scan(self) -> None:
+        """Attempt every due pending delivery (retries, and whatever a dead worker left)."""
+        d = await self.dispatcher()
         try:
             while await d.deliver_due(limit=SCAN_BATCH) == SCAN_BATCH:
                 pass
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             log.warning("webhook retry scan failed error=%s", exc)
 
-    @app.timer(settings.webhook_click_batch_seconds, name="webhook_click_batches")
-    async def click_batches() -> None:
-        d = await dispatcher()
+    async def click_batches(self) -> None:
+        """The click feed's new clicks → `link.clicked` deliveries, in batches."""
+        d = await self.dispatcher()
         try:
-            await batch_clicks(d, res.redis, res.keys, settings.webhook_click_batch_size)
+            await batch_clicks(d, self.res.redis, self.res.keys, self.settings.webhook_click_batch_size)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, KafkaError) as exc:
             log.warning("webhook click batching failed error=%s", exc)
 
-    @app.on_before_shutdown.connect
-    async def _close(sender: object, **kwargs: object) -> None:
-        if "d" in state:
-            await state["d"].close()
+    async def close(self) -> None:
+        if self._dispatcher is not None:
+            await self._dispatcher.close()
+
+
+def register(app: faust.App, res: WorkerResources) -> WebhookAgents:
+    hooks = WebhookAgents(app, res)
+    app.agent(hooks.changes, name="webhook_link_events")(hooks.link_events)
+    app.agent(hooks.deliveries, name="webhook_deliveries")(hooks.deliver)
+    timer(app, 1.0, "webhook_retry_scan")(hooks.retry_scan)
+    timer(app, res.settings.webhook_click_batch_seconds, "webhook_click_batches")(hooks.click_batches)
+    on_shutdown(app)(hooks.close)
+    return hooks

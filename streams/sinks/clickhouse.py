@@ -47,6 +47,15 @@ def _max_offset(client: Client, partition: int) -> int:
     return int(result[0]) if result[1] else -1
 
 
+def _present(client: Client, link_ids: list[str], event_ids: list[str]) -> set[str]:
+    result = client.query(
+        f"SELECT DISTINCT event_id FROM {CH_CLICKS} "
+        "WHERE toString(link_id) IN {links:Array(String)} AND event_id IN {ids:Array(String)}",
+        parameters={"links": link_ids, "ids": event_ids},
+    ).result_rows
+    return {str(row[0]) for row in result}
+
+
 def _insert(client: Client, rows: list[list[Any]], token: str) -> None:
     client.insert(CH_CLICKS, rows, column_names=COLUMNS, settings={"insert_deduplication_token": token})
 
@@ -65,8 +74,19 @@ class ClickHouseSink:
             self._stored[partition] = await self.executor.run(_max_offset, partition)
         return self._stored[partition]
 
-    async def write(self, batch: list[tuple[int, int, EnrichedClick]]) -> int:
-        """Insert (partition, offset, click) rows not yet stored; return how many were written."""
+    async def write(
+        self,
+        batch: list[tuple[int, int, EnrichedClick]],
+        uncertain: list[tuple[int, int, EnrichedClick]] | None = None,
+    ) -> int:
+        """Insert (partition, position, click) rows not yet stored; return how many were written.
+
+        `uncertain` rows (re-sent copies of clicks counted in a lost incarnation of clicks.raw,
+        which may or may not have reached ClickHouse) go in only if their event id is not there
+        yet; they are rare (what a crash of the broker caught between the tables and the sinks),
+        so they are looked up by event id."""
+        if uncertain:
+            batch = [*batch, *await self._missing(uncertain)]
         rows: list[list[Any]] = []
         last: dict[int, int] = {}
         # In offset order per partition whatever order the caller passes (under Faust, a batch
@@ -83,3 +103,13 @@ class ClickHouseSink:
         await self.executor.run(_insert, rows, token)
         self._stored.update(last)
         return len(rows)
+
+    async def _missing(
+        self, uncertain: list[tuple[int, int, EnrichedClick]]
+    ) -> list[tuple[int, int, EnrichedClick]]:
+        first: dict[str, tuple[int, int, EnrichedClick]] = {}
+        for row in uncertain:
+            first.setdefault(row[2].event_id, row)
+        links = sorted({row[2].link_id for row in first.values()})
+        present = await self.executor.run(_present, links, list(first))
+        return [row for event_id, row in first.items() if event_id not in present]

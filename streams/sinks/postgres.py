@@ -1,7 +1,7 @@
 """Sink enriched clicks into the PostgreSQL `clicks` partitions and flush link counters.
 
-Both writes happen inside the click agent's batch, before Faust acks it, so a committed offset
-means PostgreSQL has the batch: clicks idempotent on (event_id, clicked_at), and counters as the
+Both writes happen inside the click consumer's batch, before it commits the batch's offsets, so a
+committed offset means PostgreSQL has the batch: clicks idempotent on (event_id, clicked_at), and counters as the
 absolute values of the batch's links in one UPDATE per table (links; qr_codes.scan_count and
 bio_page_links.click_count for the QR scans and bio button clicks among them). A batch closes
 every `sink_batch_seconds` or `sink_batch_size` clicks, so that is about one UPDATE per table per

@@ -13,9 +13,10 @@ publishes exactly the clicks a crash kept from the feed, and nothing twice.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import fields
 from operator import itemgetter
+from typing import cast
 
 import orjson
 import redis.asyncio as redis
@@ -36,13 +37,24 @@ class RealtimeMirror:
         link_stats: dict[str, LinkStats],
         workspace_parts: dict[tuple[str, int], int],
         rows: Sequence[tuple[int, int, EnrichedClick]],
+        uncertain: Sequence[tuple[int, int, EnrichedClick]] = (),
     ) -> int:
-        """Counters for the batch, and its (partition, offset, click) rows not yet published;
-        returns how many clicks were published."""
+        """Counters for the batch, and its (partition, position, click) rows not yet published;
+        returns how many clicks were published.
+
+        `uncertain` rows are re-sent copies of clicks counted in a lost incarnation of clicks.raw,
+        maybe published then, maybe not: they are published unless their workspace's feed holds
+        their event id (rare: what a crash caught between the tables and the mirror)."""
+        if uncertain:
+            rows = sorted([*rows, *await self._unpublished(uncertain)], key=itemgetter(0, 1))
         partitions = sorted({partition for partition, _, _ in rows})
         published: dict[int, int] = {}
         if partitions:
-            stored = await self.redis.hmget(self.keys.feed_offsets, [str(p) for p in partitions])
+            # redis-py types a command as "awaitable or the reply"; on the asyncio client it is awaitable.
+            stored = await cast(
+                "Awaitable[list[bytes | None]]",
+                self.redis.hmget(self.keys.feed_offsets, [str(p) for p in partitions]),
+            )
             published = {p: -1 if v is None else int(v) for p, v in zip(partitions, stored, strict=True)}
         pipe = self.redis.pipeline(transaction=True)
         for link_id, stats in link_stats.items():
@@ -53,7 +65,7 @@ class RealtimeMirror:
                 pipe.expire(self.keys.ab_observed(link_id), REALTIME_TTL_SECONDS)
         for (workspace_id, partition), count in workspace_parts.items():
             key = self.keys.realtime_workspace(workspace_id)
-            pipe.hset(key, str(partition), count)
+            pipe.hset(key, str(partition), str(count))
             pipe.expire(key, REALTIME_TTL_SECONDS)
         # The feed entries go in one script call (in this transaction): a PUBLISH and an XADD per
         # click through the pipeline cost the worker ~25 µs a click, the script ~6.
@@ -78,6 +90,23 @@ class RealtimeMirror:
             )
         await pipe.execute()
         return len(entries) // 3
+
+    async def _unpublished(
+        self, uncertain: Sequence[tuple[int, int, EnrichedClick]]
+    ) -> list[tuple[int, int, EnrichedClick]]:
+        first: dict[str, tuple[int, int, EnrichedClick]] = {}
+        for row in uncertain:
+            first.setdefault(row[2].event_id, row)
+        published: set[str] = set()
+        for workspace_id in {row[2].workspace_id for row in first.values()}:
+            entries = await self.redis.xrange(self.keys.click_feed(workspace_id))
+            published.update(_event_id(fields) for _, fields in entries)
+        return [row for event_id, row in first.items() if event_id not in published]
+
+
+def _event_id(fields: dict[bytes | str, bytes | str]) -> str:
+    value = fields.get(b"event_id", fields.get("event_id", b""))
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 # KEYS: live channel, feed offsets hash, then the workspace feeds. ARGV: stream maxlen, feed TTL,

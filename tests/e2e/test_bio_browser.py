@@ -27,7 +27,7 @@ from selenium.webdriver.common.by import By
 
 from engine.clicks.models import RawClick
 from engine.naming import Topics
-from tests.pipeline_fixtures import Pipeline, pipeline, wait_until  # noqa: F401 - fixture
+from tests.pipeline_fixtures import Pipeline, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -123,7 +123,7 @@ async def _raw_clicks(api: Any, want: int) -> list[RawClick]:
 
 async def test_bio_page_renders_and_click_redirects_in_chromium(
     api: Any,
-    pipeline: Pipeline,  # noqa: F811
+    pipeline: Pipeline,
     browser: webdriver.Chrome,
     destination: tuple[str, list[str]],
     tmp_path: Path,

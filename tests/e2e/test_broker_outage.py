@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from api.clicks import ClickEmitter, open_journal
+from api.click_journal import ClickEmitter, open_journal
 from cli.procs import free_port
 from cli.services import TansuBroker
 from engine.naming import Topics

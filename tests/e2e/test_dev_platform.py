@@ -85,9 +85,10 @@ def _wait_for(predicate: Any, timeout: float, interval: float = 0.2) -> Any:
     return last
 
 
-def test_dev_create_link_redirect_20_times_and_count(tmp_path: Path, database_url: str) -> None:
-    port = free_port()
-    data_dir = tmp_path / "dev"
+def spawn_dev(
+    database_url: str, port: int, data_dir: Path, *, partitions: int = 4
+) -> subprocess.Popen[bytes]:
+    """`linkrift dev` as a user starts it, with its own tansu broker and chDB, stdout piped."""
     env = dict(os.environ)
     env.pop("KAFKA_BROKER", None)  # dev must start its own broker
     env.pop("CLICKHOUSE_URL", None)  # and embed chDB under the data dir
@@ -95,10 +96,9 @@ def test_dev_create_link_redirect_20_times_and_count(tmp_path: Path, database_ur
         DATABASE_URL=database_url,
         LINKRIFT_WORKER_PORT=str(free_port()),
         LINKRIFT_NAMESPACE=f"e2e{port}",
-        LINKRIFT_TOPIC_PARTITIONS="4",
+        LINKRIFT_TOPIC_PARTITIONS=str(partitions),
     )
-    started = time.monotonic()
-    proc = subprocess.Popen(
+    return subprocess.Popen(
         [sys.executable, "-m", "cli.main", "dev", "--port", str(port), "--data-dir", str(data_dir)],
         cwd=REPO,
         env=env,
@@ -106,6 +106,13 @@ def test_dev_create_link_redirect_20_times_and_count(tmp_path: Path, database_ur
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
+
+
+def test_dev_create_link_redirect_20_times_and_count(tmp_path: Path, database_url: str) -> None:
+    port = free_port()
+    data_dir = tmp_path / "dev"
+    started = time.monotonic()
+    proc = spawn_dev(database_url, port, data_dir)
     base = f"http://127.0.0.1:{port}"
     children: set[int] = set()
     try:

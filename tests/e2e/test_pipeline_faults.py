@@ -24,7 +24,6 @@ from tests.pipeline_fixtures import (
     commit_click_offsets,
     ground_truth,
     make_links,
-    pipeline,  # noqa: F401 - fixture
     raw_click,
     settled,
     wait_until,
@@ -45,7 +44,7 @@ async def _total(p: Pipeline, links: list[dict[str, str]]) -> int:
     return sum([(await p.redis_counts(x["id"]))[0] for x in links])
 
 
-async def test_three_sigkills_during_20k_clicks_leave_exact_counts(pipeline: Pipeline) -> None:  # noqa: F811
+async def test_three_sigkills_during_20k_clicks_leave_exact_counts(pipeline: Pipeline) -> None:
     p = pipeline
     # Four workspaces keep each live feed (capped at CLICK_STREAM_MAXLEN) holding all its clicks.
     links = await make_links(p.database_url, workspaces=4, links_per_workspace=2)
@@ -122,7 +121,7 @@ async def test_three_sigkills_during_20k_clicks_leave_exact_counts(pipeline: Pip
     assert max(resumes) < RESUME_LIMIT_SECONDS, resumes
 
 
-async def test_group_offset_ahead_of_the_tables_is_caught_up_from_the_topic(pipeline: Pipeline) -> None:  # noqa: F811
+async def test_group_offset_ahead_of_the_tables_is_caught_up_from_the_topic(pipeline: Pipeline) -> None:
     """The defect the kill test once showed under Faust (the committed group offset ran past
     clicks whose effects never reached the tables), made deterministic: after the worker counted a
     first wave, the group's offsets are moved into the middle of a second wave sent while it is
@@ -184,7 +183,7 @@ async def _owned_partitions(worker: WorkerProcess) -> float | None:
     return None
 
 
-async def test_two_workers_hand_partitions_over_and_back(pipeline: Pipeline, tmp_path: Path) -> None:  # noqa: F811
+async def test_two_workers_hand_partitions_over_and_back(pipeline: Pipeline, tmp_path: Path) -> None:
     """Two workers share clicks.raw; one is SIGKILLed during traffic (the other takes its
     partitions, recovering their state from the changelog) and started again (the group gives
     them back). Redis, PostgreSQL and the link counters end exact. (Each worker has its own

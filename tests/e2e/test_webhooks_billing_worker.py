@@ -23,7 +23,7 @@ from tests.conftest import ApiHarness
 from tests.fakes.api import serve_api
 from tests.fakes.stripe_server import sign_payload, subscription_event
 from tests.fakes.webhook_receiver import WebhookReceiver
-from tests.pipeline_fixtures import Pipeline, pipeline, wait_until  # noqa: F401 - fixture
+from tests.pipeline_fixtures import Pipeline, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -43,7 +43,7 @@ WORKER_ENV = {
 
 @pytest_asyncio.fixture
 async def api(
-    pipeline: Pipeline,  # noqa: F811
+    pipeline: Pipeline,
     make_settings: Any,
     database_url: str,
     broker: Any,
@@ -92,7 +92,7 @@ async def expected_events(p: Pipeline) -> dict[str, dict[str, Any]]:
 
 
 async def test_webhook_deliveries_survive_failures_and_a_sigkill(
-    pipeline: Pipeline,  # noqa: F811
+    pipeline: Pipeline,
     api: ApiHarness,
     receiver: WebhookReceiver,
 ) -> None:
@@ -214,7 +214,7 @@ async def post_stripe(api: ApiHarness, event: dict[str, Any]) -> None:
 
 
 async def test_stripe_events_applied_once_across_a_sigkill(
-    pipeline: Pipeline,  # noqa: F811
+    pipeline: Pipeline,
     api: ApiHarness,
 ) -> None:
     p, ws = pipeline, api.workspace_id

@@ -3,44 +3,14 @@ sessions, JWT principal, password reset and email verification via the outbox, 2
 
 from __future__ import annotations
 
-import re
-import uuid
-from pathlib import Path
-
 import asyncpg
 import pyotp
 import pytest
 from argon2 import PasswordHasher, Type
 
+from tests.integration.helpers import PASSWORD, bearer, outbox_tokens, signup
+
 pytestmark = pytest.mark.integration
-
-PASSWORD = "correct horse battery"
-
-
-def bearer(token: str, workspace_id: str | None = None) -> dict[str, str]:
-    headers = {"Authorization": f"Bearer {token}"}
-    if workspace_id:
-        headers["X-Workspace-Id"] = workspace_id
-    return headers
-
-
-async def signup(api, email: str | None = None) -> dict:
-    email = email or f"{uuid.uuid4().hex[:10]}@example.test"
-    resp = await api.client.post(
-        "/api/v1/auth/signup", json={"email": email, "password": PASSWORD, "name": "Ann"}
-    )
-    assert resp.status == 201, await resp.text()
-    return {**await resp.json(), "email": email}
-
-
-def outbox_tokens(api, to: str) -> list[str]:
-    outbox = Path(api.settings.data_dir).resolve() / "outbox"
-    found = []
-    for path in sorted(outbox.glob("*.eml")) if outbox.exists() else []:
-        text = path.read_text()
-        if f"To: {to}" in text:
-            found.extend(re.findall(r"lro_[A-Za-z0-9_-]{43}", text)[:1])
-    return found
 
 
 async def test_signup_login_me_and_jwt_principal(api) -> None:
@@ -138,7 +108,7 @@ async def test_sessions_list_revoke_and_logout(api, redis_client) -> None:
         await api.client.post("/api/v1/auth/login", json={"email": user["email"], "password": PASSWORD})
     ).json()
     me = bearer(user["access_token"])
-    sessions = (await (await api.client.get("/api/v1/sessions", headers=me)).json())["items"]
+    sessions = (await (await api.client.get("/api/v1/sessions", headers=me)).json())["data"]
     assert {s["id"] for s in sessions} == {user["session_id"], login["session_id"]}
     assert [s["current"] for s in sessions if s["id"] == user["session_id"]] == [True]
     members = await redis_client.smembers(f"{api.settings.namespace}:user:sessions:{user['user']['id']}")

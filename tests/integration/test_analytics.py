@@ -28,6 +28,7 @@ from engine.naming import RedisKeys
 from streams.sinks.clickhouse import COLUMNS, to_row
 from tests.conftest import ApiHarness
 from tests.integration._api_server import serve_api
+from tests.integration.helpers import enriched_click
 
 pytestmark = pytest.mark.integration
 
@@ -36,18 +37,6 @@ D = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timed
 DAY0, DAY1, DAY2 = (D + timedelta(days=i) for i in range(3))
 WINDOW = {"from": D.isoformat().replace("+00:00", "Z"), "to": DAY2.isoformat().replace("+00:00", "Z")}
 EVIL = '=HYPERLINK("http://evil.example")'
-
-
-def _click(link: str, ws: str, visitor: str, at: datetime, **fields: Any) -> EnrichedClick:
-    base: dict[str, Any] = {
-        "event_id": uuid.uuid4().hex, "ts": at.timestamp(), "link_id": link, "workspace_id": ws,
-        "domain": "", "short_code": "abc", "destination": "https://example.com", "rule_id": "",
-        "variant": "", "kind": "redirect", "method": "GET", "ip": "203.0.113.9", "user_agent": "UA/1.0",
-        "referer": "", "referer_domain": "", "language": "en", "visitor_id": visitor,
-        "is_unique": False, "is_bot": False, "is_preview": False,
-    }  # fmt: skip
-    base.update(fields)
-    return EnrichedClick(**base)
 
 
 def _h(hours: float) -> timedelta:
@@ -66,24 +55,30 @@ def _link_a1_clicks(link: str, ws: str) -> list[EnrichedClick]:
     }
     return [
         # alice comes on both days: one visitor in the two-day window.
-        _click(link, ws, "alice", DAY0 + _h(10), country_code="US", city="New York", **chrome_ios, **utm),
-        _click(link, ws, "alice", DAY1 + _h(10), country_code="US", city="New York", **chrome_ios, **utm),
-        _click(link, ws, "bob", DAY0 + _h(14), os="Windows", **firefox),
-        _click(link, ws, "bob", DAY0 + _h(14.5), os="Windows", utm_source=EVIL, **firefox),
+        enriched_click(
+            link, ws, "alice", DAY0 + _h(10), country_code="US", city="New York", **chrome_ios, **utm
+        ),
+        enriched_click(
+            link, ws, "alice", DAY1 + _h(10), country_code="US", city="New York", **chrome_ios, **utm
+        ),
+        enriched_click(link, ws, "bob", DAY0 + _h(14), os="Windows", **firefox),
+        enriched_click(link, ws, "bob", DAY0 + _h(14.5), os="Windows", utm_source=EVIL, **firefox),
         # 23:30 UTC is already the next day in Tokyo; 15:30 UTC on day 1 is day 2 in Tokyo.
-        _click(
+        enriched_click(
             link, ws, "carol", DAY0 + _h(23.5), country_code="FR", device_type="tablet", referer_domain="t.co"
         ),
-        _click(
+        enriched_click(
             link, ws, "dave", DAY1 + _h(15.5), country_code="JP", device_type="mobile", referer_domain="t.co"
         ),
-        _click(link, ws, "crawler", DAY0 + _h(12), country_code="US", is_bot=True, browser="Googlebot"),
-        _click(link, ws, "slackbot", DAY1 + _h(1), country_code="US", is_bot=True, is_preview=True),
+        enriched_click(
+            link, ws, "crawler", DAY0 + _h(12), country_code="US", is_bot=True, browser="Googlebot"
+        ),
+        enriched_click(link, ws, "slackbot", DAY1 + _h(1), country_code="US", is_bot=True, is_preview=True),
         # No visitor id (cookie-less client): a click, not a visitor.
-        _click(link, ws, "", DAY1 + _h(5), device_type="desktop", browser="Chrome", os="Linux"),
+        enriched_click(link, ws, "", DAY1 + _h(5), device_type="desktop", browser="Chrome", os="Linux"),
         # Outside [from, to): just before, and exactly at `to`.
-        _click(link, ws, "alice", DAY0 - _h(1), country_code="US"),
-        _click(link, ws, "erin", DAY2, country_code="US"),
+        enriched_click(link, ws, "alice", DAY0 - _h(1), country_code="US"),
+        enriched_click(link, ws, "erin", DAY2, country_code="US"),
     ]
 
 
@@ -125,8 +120,12 @@ async def world(
         }
         ws_a, ws_b = harness.workspace_id, other["workspace_id"]
         clicks = _link_a1_clicks(links["a1"], ws_a)
-        clicks += [_click(links["a2"], ws_a, "zed", DAY0 + _h(h), country_code="GB") for h in (11, 12)]
-        clicks += [_click(links["b1"], ws_b, f"x{i}", DAY0 + _h(13), country_code="IT") for i in range(3)]
+        clicks += [
+            enriched_click(links["a2"], ws_a, "zed", DAY0 + _h(h), country_code="GB") for h in (11, 12)
+        ]
+        clicks += [
+            enriched_click(links["b1"], ws_b, f"x{i}", DAY0 + _h(13), country_code="IT") for i in range(3)
+        ]
         analytics = harness.client.server.app[ANALYTICS]
         assert isinstance(analytics, DirectAnalytics)
         rows = [to_row(c, 0, offset) for offset, c in enumerate(clicks)]
@@ -399,3 +398,22 @@ async def test_postgres_summary_when_clickhouse_is_down(
             f"/api/v1/links/{link}/clicks.csv", params=WINDOW, headers=harness.auth
         )
         assert resp.status == 503
+
+
+async def test_overview_is_the_report_without_per_value_visitors(world: World) -> None:
+    """The web app's lighter named query: same totals and series, the same clicks per traffic class
+    and per breakdown value, ties included (limit 2 cuts between equal counts); no unique counts
+    the page does not show."""
+    analytics = world.api.client.server.app[ANALYTICS]
+    for link_id, limit in ((world.links["a1"], 2), (world.links["a1"], 10), (None, 3)):
+        params = {**WINDOW, "workspace_id": world.api.workspace_id, "link_id": link_id, "limit": limit}
+        full = await analytics.run("analytics_report", params)
+        light = await analytics.run("analytics_overview", params)
+        assert {k: v for k, v in light.items() if k != "breakdowns"} == {
+            k: v for k, v in full.items() if k not in ("breakdowns", "human_unique_visitors")
+        }
+        traffic = [{"value": e["value"], "clicks": e["clicks"]} for e in full["breakdowns"]["traffic"]]
+        assert light["breakdowns"]["traffic"] == traffic
+        for name in DIMENSIONS:
+            expected = [{"value": e["value"], "clicks": e["clicks"]} for e in full["breakdowns"][name]]
+            assert light["breakdowns"][name] == expected, name

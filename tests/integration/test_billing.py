@@ -22,7 +22,6 @@ from engine.billing.usage import (
     report_usage,
     update_click_notices,
 )
-from engine.db.pool import create_pool
 from engine.errors import QuotaExceeded
 from tests.conftest import ApiHarness, _make_principal
 from tests.fakes.api import serve_api
@@ -53,13 +52,6 @@ async def billing_api(
         stripe_api_base=fake_stripe.url,
     ) as harness:
         yield harness
-
-
-@pytest_asyncio.fixture
-async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    p = await create_pool(database_url, min_size=1, max_size=3)
-    yield p
-    await p.close()
 
 
 async def test_checkout_and_portal_through_stripe(billing_api: ApiHarness, fake_stripe: FakeStripe) -> None:

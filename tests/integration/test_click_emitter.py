@@ -9,17 +9,26 @@ import subprocess
 import sys
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer
 from prometheus_client import REGISTRY
 
-from api.clicks import ClickEmitter, open_journal
+from api.click_journal import ClickEmitter, open_journal
+from api.click_producer import RdKafkaClickEmitter
 from cli.procs import free_port
 from engine.clicks.models import RawClick
+from tests.integration.helpers import consume_clicks
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(params=["aiokafka", "librdkafka"])
+def emitter_class(request: pytest.FixtureRequest) -> Any:
+    """Every test runs against both producers: ClickEmitter (aiokafka) and RdKafkaClickEmitter."""
+    return ClickEmitter if request.param == "aiokafka" else RdKafkaClickEmitter
 
 
 def _click(i: int) -> RawClick:
@@ -34,28 +43,12 @@ def _click(i: int) -> RawClick:
     )
 
 
-async def _consume(bootstrap: str, topic: str, expect: int, within: float = 20.0) -> list[RawClick]:
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
-    await consumer.start()
-    got: list[RawClick] = []
-    try:
-        deadline = asyncio.get_running_loop().time() + within
-        while len(got) < expect and asyncio.get_running_loop().time() < deadline:
-            batches = await consumer.getmany(timeout_ms=500)
-            for records in batches.values():
-                got.extend(RawClick.loads(r.value) for r in records)
-        # Anything beyond `expect` must also show up now, not later.
-        for records in (await consumer.getmany(timeout_ms=1000)).values():
-            got.extend(RawClick.loads(r.value) for r in records)
-    finally:
-        await consumer.stop()
-    return got
-
-
-async def test_broker_down_then_up_replays_every_click(tmp_path: Path, broker, namespace: str) -> None:
+async def test_broker_down_then_up_replays_every_click(
+    tmp_path: Path, broker, namespace: str, emitter_class: Any
+) -> None:
     topic = f"{namespace}.clicks.raw"
     dead = f"127.0.0.1:{free_port()}"
-    down = ClickEmitter(dead, topic, open_journal(tmp_path))
+    down = emitter_class(dead, topic, open_journal(tmp_path))
     await down.start()
     clicks = [_click(i) for i in range(50)]
     for c in clicks:
@@ -66,13 +59,13 @@ async def test_broker_down_then_up_replays_every_click(tmp_path: Path, broker, n
     assert REGISTRY.get_sample_value("linkrift_click_spool_depth") == 50  # the /metrics gauge
     await down.stop(within=0.5)
 
-    up = ClickEmitter(broker.bootstrap, topic, open_journal(tmp_path))
+    up = emitter_class(broker.bootstrap, topic, open_journal(tmp_path))
     assert up.degraded  # recovered segments go first
     await up.start()
     later = [_click(100 + i) for i in range(10)]
     for c in later:
         up.emit(c)
-    got = await _consume(broker.bootstrap, topic, 60)
+    got = await consume_clicks(broker.bootstrap, topic, 60)
     await up.stop()
     ids = [c.event_id for c in got]
     assert sorted(ids) == sorted(c.event_id for c in clicks + later)
@@ -82,7 +75,9 @@ async def test_broker_down_then_up_replays_every_click(tmp_path: Path, broker, n
     assert list(tmp_path.glob("slot-*/*.jsonl")) == []  # every segment acknowledged and deleted
 
 
-async def test_sigkilled_api_loses_nothing(tmp_path: Path, broker, namespace: str) -> None:
+async def test_sigkilled_api_loses_nothing(
+    tmp_path: Path, broker, namespace: str, emitter_class: Any
+) -> None:
     """A process that journaled clicks and died by SIGKILL before producing them: the next
     process with the same data dir sends them."""
     topic = f"{namespace}.clicks.raw"
@@ -90,10 +85,11 @@ async def test_sigkilled_api_loses_nothing(tmp_path: Path, broker, namespace: st
 import asyncio, os, signal, sys, uuid
 sys.path.insert(0, {str(REPO)!r})
 from pathlib import Path
-from api.clicks import ClickEmitter, open_journal
+from api.click_journal import open_journal
+from {emitter_class.__module__} import {emitter_class.__name__} as Emitter
 from engine.clicks.models import RawClick
 async def main():
-    e = ClickEmitter({broker.bootstrap!r}, {topic!r}, open_journal(Path({str(tmp_path)!r})))
+    e = Emitter({broker.bootstrap!r}, {topic!r}, open_journal(Path({str(tmp_path)!r})))
     for i in range(300):
         e.emit(RawClick(event_id=f"kill-{{i}}", ts=1.0, link_id=str(uuid.UUID(int=i % 5)), workspace_id="w",
                         domain="d", short_code="c", destination="https://x.example"))
@@ -102,9 +98,9 @@ asyncio.run(main())
 """
     proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, timeout=60)
     assert proc.returncode == -signal.SIGKILL
-    emitter = ClickEmitter(broker.bootstrap, topic, open_journal(tmp_path))
+    emitter = emitter_class(broker.bootstrap, topic, open_journal(tmp_path))
     await emitter.start()
-    got = await _consume(broker.bootstrap, topic, 300)
+    got = await consume_clicks(broker.bootstrap, topic, 300)
     await emitter.stop()
     assert {c.event_id for c in got} == {f"kill-{i}" for i in range(300)}
     assert len(got) == 300
@@ -113,7 +109,7 @@ asyncio.run(main())
 
 
 async def test_clicks_land_on_kafkas_default_partition_for_their_link(
-    tmp_path: Path, broker, namespace: str
+    tmp_path: Path, broker, namespace: str, emitter_class: Any
 ) -> None:
     """The emitter builds its own record batches per partition: each click must still land where
     Kafka's default partitioner puts its key (the link id), which the worker's tables rely on."""
@@ -123,7 +119,7 @@ async def test_clicks_land_on_kafkas_default_partition_for_their_link(
 
     topic = f"{namespace}.clicks.raw"
     await ensure_topics(broker.bootstrap, {topic: 4})
-    emitter = ClickEmitter(broker.bootstrap, topic, open_journal(tmp_path))
+    emitter = emitter_class(broker.bootstrap, topic, open_journal(tmp_path))
     await emitter.start()
     clicks = [_click(i) for i in range(300)]
     for c in clicks:

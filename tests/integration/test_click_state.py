@@ -13,8 +13,10 @@ from aiokafka.errors import KafkaError
 
 from cli.procs import free_port
 from engine.kafka import ensure_topics
-from streams.agents.clicks import EXPIRY, ClickProcessor, expiry_key
+from streams.agents.click_consumer import EXPIRY, ClickProcessor, expiry_key
 from streams.click_state import ClickState, PartitionState
+
+pytestmark = pytest.mark.integration
 
 
 async def test_flushed_writes_survive_a_rebuild_from_the_changelog(broker: Any, tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from engine.db.clickhouse import ClickHouseExecutor
 from engine.db.clickhouse_schema import apply_clickhouse_schema
 from engine.naming import CH_CLICKS
 from streams.sinks.clickhouse import ClickHouseSink
-from tests.integration.test_analytics import _click
+from tests.integration.helpers import enriched_click
 
 pytestmark = pytest.mark.integration
 
@@ -29,7 +29,7 @@ async def test_rows_out_of_offset_order_are_all_written_once(tmp_path: Path) -> 
         await executor.run(apply_clickhouse_schema)
         link, ws = str(uuid.uuid4()), str(uuid.uuid4())
         now = datetime.now(UTC)
-        clicks = {offset: _click(link, ws, f"v{offset}", now) for offset in range(10)}
+        clicks = {offset: enriched_click(link, ws, f"v{offset}", now) for offset in range(10)}
         sink = ClickHouseSink(executor)
         assert await sink.write([(0, o, clicks[o]) for o in (0, 1, 2)]) == 3
         batch = [(0, o, clicks[o]) for o in (6, 7, 3, 4, 5, 6, 7, 1)]
@@ -44,5 +44,32 @@ async def test_rows_out_of_offset_order_are_all_written_once(tmp_path: Path) -> 
 
         rows = await executor.run(stored)
         assert rows == [(o, clicks[o].event_id) for o in range(8)]
+    finally:
+        await asyncio.to_thread(executor.close)
+
+
+async def test_uncertain_copies_go_in_only_where_their_event_id_is_missing(tmp_path: Path) -> None:
+    """Copies of clicks counted in a lost incarnation of clicks.raw (sent again by the api's
+    journal, at new positions): written once if ClickHouse lacks their event id, never twice."""
+    client = clickhouse_connect.get_client(dsn=f"chdb://{tmp_path / 'chdb'}")
+    executor = ClickHouseExecutor(client)
+    try:
+        await executor.run(apply_clickhouse_schema)
+        link, ws = str(uuid.uuid4()), str(uuid.uuid4())
+        now = datetime.now(UTC)
+        clicks = [enriched_click(link, ws, f"v{i}", now) for i in range(4)]
+        sink = ClickHouseSink(executor)
+        assert await sink.write([(0, 0, clicks[0]), (0, 1, clicks[1])]) == 2  # 2 and 3 were lost
+        epoch = 1 << 44  # positions of the new incarnation
+        copies = [(0, epoch + i, c) for i, c in enumerate([clicks[1], clicks[2], clicks[3], clicks[2]])]
+        fresh = enriched_click(link, ws, "v-new", now)
+        assert await sink.write([(0, epoch + 4, fresh)], copies) == 3  # clicks 2 and 3, and the new one
+        assert await ClickHouseSink(executor).write([], copies) == 0  # all there now
+
+        def stored(c: object) -> list[str]:
+            return [r[0] for r in client.query(f"SELECT event_id FROM {CH_CLICKS}").result_rows]
+
+        ids = await executor.run(stored)
+        assert sorted(ids) == sorted([c.event_id for c in clicks] + [fresh.event_id])
     finally:
         await asyncio.to_thread(executor.close)

@@ -13,22 +13,19 @@ import pytest
 import pytest_asyncio
 
 from engine.auth.crypto import SecretBox
-from engine.db.pool import create_pool
 from engine.domains.verification import TxtVerifier
 from engine.webhooks.delivery import DeliveryPolicy, WebhookDispatcher
 from streams.agents.maintenance import recheck_custom_domains
 from tests.conftest import ApiHarness
 from tests.fakes.api import serve_api
-from tests.integration.test_accounts import bearer, signup
-from tests.integration.test_domains import dns_server  # noqa: F401 - fixture
-from tests.integration.test_webhooks import verify_webhook
+from tests.integration.helpers import bearer, signup, verify_webhook
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("business_plan")]
 
 
 @pytest_asyncio.fixture
 async def hooks_api(
-    dns_server: Any,  # noqa: F811 - first, so the api resolves through it
+    dns_server: Any,
     make_settings: Any,
     database_url: str,
     broker: Any,
@@ -36,13 +33,6 @@ async def hooks_api(
 ) -> AsyncIterator[ApiHarness]:
     async with serve_api(make_settings, database_url, broker, webhook_allow_private=True) as harness:
         yield harness
-
-
-@pytest_asyncio.fixture
-async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    p = await create_pool(database_url, min_size=1, max_size=4)
-    yield p
-    await p.close()
 
 
 async def _hook(api: ApiHarness, url: str, events: list[str], headers: dict[str, str] | None = None) -> dict:
@@ -65,7 +55,7 @@ async def _deliveries(pool: asyncpg.Pool, event_type: str) -> list[asyncpg.Recor
 
 async def test_domain_verified_creates_one_delivery_and_is_sent_signed(
     hooks_api: ApiHarness,
-    dns_server: Any,  # noqa: F811
+    dns_server: Any,
     receiver: Any,
     pool: asyncpg.Pool,
 ) -> None:
@@ -135,7 +125,7 @@ async def test_member_invited_creates_a_delivery(
 
 async def test_worker_recheck_verifies_due_domains_in_batches(
     hooks_api: ApiHarness,
-    dns_server: Any,  # noqa: F811
+    dns_server: Any,
     receiver: Any,
     pool: asyncpg.Pool,
 ) -> None:

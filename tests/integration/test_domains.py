@@ -3,63 +3,16 @@ against a tiny local DNS responder (dnspython message parsing on a UDP socket)."
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
 from datetime import timedelta
 
-import dns.message
-import dns.rcode
-import dns.rdataclass
-import dns.rdatatype
-import dns.rrset
 import pytest
-import pytest_asyncio
 
 from engine.db.pool import create_pool
-from engine.domains.repository import recheck_domains
+from engine.domains.service import recheck_domains
 from engine.domains.verification import CheckOutcome, TxtVerifier
 
 # The free plan allows no custom domain and no second member; quotas: test_quotas.py.
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("business_plan")]
-
-
-class DnsResponder(asyncio.DatagramProtocol):
-    """Answers TXT queries from `records` (name → values); unknown names get NXDOMAIN."""
-
-    def __init__(self) -> None:
-        self.records: dict[str, list[str]] = {}
-        self.transport: asyncio.DatagramTransport | None = None
-
-    def connection_made(self, transport) -> None:
-        self.transport = transport
-
-    def datagram_received(self, data: bytes, addr) -> None:
-        query = dns.message.from_wire(data)
-        response = dns.message.make_response(query)
-        question = query.question[0]
-        name = question.name.to_text().rstrip(".").lower()
-        if name not in self.records:
-            response.set_rcode(dns.rcode.NXDOMAIN)
-        elif question.rdtype == dns.rdatatype.TXT:
-            values = [f'"{v}"' for v in self.records[name]]
-            response.answer.append(
-                dns.rrset.from_text(question.name, 60, dns.rdataclass.IN, dns.rdatatype.TXT, *values)
-            )
-        assert self.transport is not None
-        self.transport.sendto(response.to_wire(), addr)
-
-
-@pytest_asyncio.fixture
-async def dns_server(monkeypatch) -> AsyncIterator[DnsResponder]:
-    """The responder on a free loopback port; request it before `api` so the app points at it."""
-    transport, protocol = await asyncio.get_running_loop().create_datagram_endpoint(
-        DnsResponder, local_addr=("127.0.0.1", 0)
-    )
-    port = transport.get_extra_info("sockname")[1]
-    monkeypatch.setenv("LINKRIFT_DNS_NAMESERVER", f"127.0.0.1:{port}")
-    monkeypatch.setenv("LINKRIFT_DNS_TIMEOUT", "2")
-    yield protocol
-    transport.close()
 
 
 async def _add(api, domain: str = "links.acme-corp.com", **extra) -> dict:
@@ -77,7 +30,7 @@ async def test_add_domain_returns_the_txt_record_to_publish(dns_server, api) -> 
     assert record["value"].startswith("linkrift-verify=") and len(record["value"]) > 30
     assert body["dns_records"][0]["value"] == record["value"]
     listed = await (await api.client.get("/api/v1/domains", headers=api.auth)).json()
-    assert [d["id"] for d in listed["domains"]] == [body["id"]]
+    assert [d["id"] for d in listed["data"]] == [body["id"]]
     resp = await api.client.get(f"/api/v1/domains/{body['id']}", headers=api.auth)
     assert resp.status == 200 and (await resp.json())["verification"] == record
 
@@ -133,7 +86,7 @@ async def test_update_and_soft_delete(dns_server, api) -> None:
     assert (await api.client.delete(url, headers=api.auth)).status == 204
     assert (await api.client.get(url, headers=api.auth)).status == 404
     assert (await api.client.delete(url, headers=api.auth)).status == 404
-    assert (await (await api.client.get("/api/v1/domains", headers=api.auth)).json())["domains"] == []
+    assert (await (await api.client.get("/api/v1/domains", headers=api.auth)).json())["data"] == []
     again = await _add(api)  # a soft-deleted domain frees its name
     assert again["id"] != body["id"]
 
@@ -147,7 +100,7 @@ async def test_other_workspace_gets_404_everywhere(dns_server, api) -> None:
     assert (await api.client.patch(url, json={"ssl_status": "active"}, headers=headers)).status == 404
     assert (await api.client.post(f"{url}/verify", headers=headers)).status == 404
     assert (await api.client.delete(url, headers=headers)).status == 404
-    assert (await (await api.client.get("/api/v1/domains", headers=headers)).json())["domains"] == []
+    assert (await (await api.client.get("/api/v1/domains", headers=headers)).json())["data"] == []
     assert (await api.client.get(url, headers=api.auth)).status == 200
 
 

@@ -6,26 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
-import asyncpg
 import pytest
-import pytest_asyncio
 
-from engine.db.pool import create_pool
 from engine.links.enforcement import mark_exhausted
 from engine.naming import RedisKeys, Topics
 from streams.agents.links import invalidate_link_caches
 
 pytestmark = pytest.mark.integration
-
-
-@pytest_asyncio.fixture
-async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    p = await create_pool(database_url, min_size=1, max_size=2)  # with the jsonb codec
-    yield p
-    await p.close()
 
 
 async def _get(api, path: str) -> Any:

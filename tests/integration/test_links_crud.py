@@ -173,7 +173,7 @@ async def test_soft_delete_and_restore(api) -> None:
     assert (await api.client.get(url, headers=api.auth)).status == 404
     assert (await api.client.delete(url, headers=api.auth)).status == 404
     trash = await (await api.client.get("/api/v1/links?deleted=true", headers=api.auth)).json()
-    assert [x["id"] for x in trash["links"]] == [link["id"]]
+    assert [x["id"] for x in trash["data"]] == [link["id"]]
     resp = await api.client.post(f"{url}/restore", headers=api.auth)
     assert resp.status == 200 and (await resp.json())["deleted_at"] is None
     assert (await api.client.get(url, headers=api.auth)).status == 200
@@ -230,7 +230,7 @@ async def test_tenant_isolation_for_link_mutations(api) -> None:
     await api.client.delete(url, headers=api.auth)
     assert (await api.client.post(f"{url}/restore", headers=headers)).status == 404
     listing = await (await api.client.get("/api/v1/links?deleted=true", headers=headers)).json()
-    assert listing["links"] == []
+    assert listing["data"] == []
 
 
 async def test_read_only_key_cannot_write(api) -> None:

@@ -101,19 +101,17 @@ async def test_import_input_errors(api) -> None:
     assert resp.status == 413 and (await resp.json())["error"]["field"] == "file"
 
 
-async def test_failed_batch_rolls_back_whole_batch(api, monkeypatch) -> None:
-    """A database failure inside a batch leaves none of that batch's rows behind."""
+async def test_a_row_the_database_refuses_costs_only_itself(api, monkeypatch) -> None:
+    """A database failure inside a batch rolls the batch back; its rows are then retried one by
+    one, so the good rows of that batch are kept and only the bad one is reported."""
     real = importers._insert_batch
-    calls = 0
 
-    async def failing_second_batch(conn, target, batch):
-        nonlocal calls
-        calls += 1
+    async def failing_on_code_003(conn, target, batch):
         await real(conn, target, batch)
-        if calls == 2:
+        if any(r.short_code == "code-003" for r in batch):
             await conn.execute("SELECT 1/0")
 
-    monkeypatch.setattr(importers, "_insert_batch", failing_second_batch)
+    monkeypatch.setattr(importers, "_insert_batch", failing_on_code_003)
     text = "url,short_code\n" + "".join(f"https://e.test/{i},code-{i:03d}\n" for i in range(5))
     parsed = importers.parse_csv(text)
     pool = await create_pool(api.settings.database_url, max_size=1)  # with the jsonb codec
@@ -126,8 +124,8 @@ async def test_failed_batch_rolls_back_whole_batch(api, monkeypatch) -> None:
             count = await conn.fetchval("SELECT count(*) FROM links")
     finally:
         await pool.close()
-    assert (report.imported, report.failed, count) == (3, 2, 3)
-    assert [e.row for e in report.errors] == [4, 5]
+    assert (report.imported, report.failed, count) == (4, 1, 4)
+    assert [(e.row, e.field) for e in report.errors] == [(5, "row")]
 
 
 async def test_export_csv_round_trips_as_plain_import(api) -> None:
@@ -187,7 +185,7 @@ async def _post_csv(api, text: str, auth: dict | None = None) -> dict:
 async def _links_by_code(api) -> dict[str, dict]:
     resp = await api.client.get("/api/v1/links?limit=100", headers=api.auth)
     assert resp.status == 200, await resp.text()
-    return {link["short_code"]: link for link in (await resp.json())["links"]}
+    return {link["short_code"]: link for link in (await resp.json())["data"]}
 
 
 async def _track(api, counters: dict[str, tuple[int, int]]) -> None:
@@ -272,14 +270,14 @@ async def test_tracked_clicks_add_to_imported_ones_and_sorting_uses_the_sum(api)
     assert (await _links_by_code(api))["sprng24"]["total_clicks"] == 1207
 
     resp = await api.client.get("/api/v1/links?sort=total_clicks&order=desc", headers=api.auth)
-    ordered = [(link["short_code"], link["total_clicks"]) for link in (await resp.json())["links"]]
+    ordered = [(link["short_code"], link["total_clicks"]) for link in (await resp.json())["data"]]
     assert ordered == [("sprng24", 1207), ("native", 500), ("guide-x", 7)]
     # Keyset pages over the same sum.
     seen, cursor = [], None
     while True:
         params = "sort=total_clicks&order=asc&limit=1" + (f"&cursor={cursor}" if cursor else "")
         page = await (await api.client.get(f"/api/v1/links?{params}", headers=api.auth)).json()
-        seen += [link["short_code"] for link in page["links"]]
+        seen += [link["short_code"] for link in page["data"]]
         if not (cursor := page["next_cursor"]):
             break
     assert seen == ["guide-x", "native", "sprng24"]
@@ -344,3 +342,18 @@ async def test_analytics_report_tracked_clicks_and_start_at_the_import(
         assert (body["total_clicks"], body["unique_clicks"], body["imported_clicks"]) == (2, 1, 900)
         assert body["source"] == "postgres"
         assert body["from"] == link["imported_at"]
+
+
+async def test_cli_progress_bar_completes_when_rows_fail_at_the_database(api) -> None:
+    from rich.console import Console
+
+    from cli.importer import run_import
+
+    parsed = importers.parse_csv((DATA / "kutt.csv").read_text())
+    first = await run_import(api.settings, parsed, api.workspace_id, None, Console(file=io.StringIO()))
+    assert first.imported == 2
+    # Again: both short codes are now taken, which only the database can tell.
+    out = io.StringIO()
+    again = await run_import(api.settings, parsed, api.workspace_id, None, Console(file=out, width=100))
+    assert (again.imported, again.failed) == (0, 2)
+    assert "2/2" in out.getvalue(), out.getvalue()

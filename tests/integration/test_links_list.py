@@ -44,7 +44,7 @@ async def test_keyset_pagination_visits_every_link_once(api, sort, order) -> Non
         body = await _get(
             api, f"limit=100&sort={sort}&order={order}" + (f"&cursor={cursor}" if cursor else "")
         )
-        seen.extend(body["links"])
+        seen.extend(body["data"])
         pages += 1
         if not body["next_cursor"]:
             break
@@ -62,9 +62,9 @@ async def test_keyset_pagination_visits_every_link_once(api, sort, order) -> Non
 async def test_offset_pagination_with_total_count(api) -> None:
     await _seed(api, 25)
     body = await _get(api, "limit=10&page=3")
-    assert body["total_count"] == 25 and len(body["links"]) == 5
+    assert body["total_count"] == 25 and len(body["data"]) == 5
     body = await _get(api, "limit=10&page=9")
-    assert body["total_count"] == 25 and body["links"] == []
+    assert body["total_count"] == 25 and body["data"] == []
 
 
 @pytest.mark.parametrize(
@@ -110,7 +110,7 @@ async def test_filters_search_and_q(api) -> None:
         url="https://blog.example/recipe", short_code="cake-1", title="Chocolate cake", is_active=False
     )
     c = await create(url="https://shop.example/hat", short_code="hat-1", tags=["hats"])
-    ids = lambda body: sorted(x["id"] for x in body["links"])  # noqa: E731
+    ids = lambda body: sorted(x["id"] for x in body["data"])  # noqa: E731
     assert ids(await _get(api, "search=running shoe")) == [a["id"]]  # stemming: running → run
     assert ids(await _get(api, "search=chocolate -boots")) == [b["id"]]
     assert ids(await _get(api, "q=cake")) == [b["id"]]  # short_code prefix
@@ -119,8 +119,8 @@ async def test_filters_search_and_q(api) -> None:
     assert ids(await _get(api, "tag=shoes")) == [a["id"]]
     assert ids(await _get(api, f"tag={a['tags'][0]['id']}")) == [a["id"]]
     assert ids(await _get(api, "active=false")) == [b["id"]]
-    assert len((await _get(api, "created_from=2000-01-01T00:00:00Z"))["links"]) == 3
-    assert (await _get(api, "created_to=2000-01-01T00:00:00Z"))["links"] == []
+    assert len((await _get(api, "created_from=2000-01-01T00:00:00Z"))["data"]) == 3
+    assert (await _get(api, "created_to=2000-01-01T00:00:00Z"))["data"] == []
 
 
 async def test_full_text_search_uses_the_gin_index(api) -> None:
@@ -143,4 +143,4 @@ async def test_other_workspace_sees_none_of_the_links(api) -> None:
     await _seed(api, 3)
     other = await api.create_principal()
     resp = await api.client.get("/api/v1/links", headers={"Authorization": f"Bearer {other['api_key']}"})
-    assert (await resp.json())["links"] == []
+    assert (await resp.json())["data"] == []

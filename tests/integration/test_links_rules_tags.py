@@ -53,7 +53,7 @@ async def test_rules_crud_and_redirect(api) -> None:
     assert geo["conditions"]["countries"] == ["DE"]  # normalized by validate_rule
     ab = await (await api.client.post(base, json=AB_RULE, headers=api.auth)).json()
     listed = await (await api.client.get(base, headers=api.auth)).json()
-    assert [r["id"] for r in listed["rules"]] == [geo["id"], ab["id"]]  # priority desc
+    assert [r["id"] for r in listed["data"]] == [geo["id"], ab["id"]]  # priority desc
     resp = await api.client.patch(
         f"{base}/{geo['id']}", json={"conditions": {"countries": ["FR"]}}, headers=api.auth
     )
@@ -123,15 +123,15 @@ async def test_tags_crud_attach_detach_and_filter(api) -> None:
     attach = f"/api/v1/links/{link['id']}/tags/{tag['id']}"
     assert (await api.client.put(attach, headers=api.auth)).status == 204
     listing = await (await api.client.get("/api/v1/links?tag=Launch", headers=api.auth)).json()
-    assert [x["id"] for x in listing["links"]] == [link["id"]]
+    assert [x["id"] for x in listing["data"]] == [link["id"]]
     tags = await (await api.client.get("/api/v1/tags", headers=api.auth)).json()
-    assert [(t["name"], t["link_count"]) for t in tags["tags"]] == [("Launch", 1)]
+    assert [(t["name"], t["link_count"]) for t in tags["data"]] == [("Launch", 1)]
     resp = await api.client.patch(f"/api/v1/tags/{tag['id']}", json={"name": "Go-live"}, headers=api.auth)
     assert (await resp.json())["name"] == "Go-live"
     assert (await api.client.delete(attach, headers=api.auth)).status == 204
-    assert (await (await api.client.get("/api/v1/links?tag=Go-live", headers=api.auth)).json())["links"] == []
+    assert (await (await api.client.get("/api/v1/links?tag=Go-live", headers=api.auth)).json())["data"] == []
     assert (await api.client.delete(f"/api/v1/tags/{tag['id']}", headers=api.auth)).status == 204
-    assert (await (await api.client.get("/api/v1/tags", headers=api.auth)).json())["tags"] == []
+    assert (await (await api.client.get("/api/v1/tags", headers=api.auth)).json())["data"] == []
     assert [e["event"] for e in await _events(api)] == ["created", "updated", "updated"]
 
 
@@ -151,7 +151,7 @@ async def test_tenant_isolation_for_rules_and_tags(api) -> None:
     assert (await api.client.delete(f"{rules}/{rule['id']}", headers=h)).status == 404
     assert (await api.client.patch(f"/api/v1/tags/{tag['id']}", json={"name": "x"}, headers=h)).status == 404
     assert (await api.client.delete(f"/api/v1/tags/{tag['id']}", headers=h)).status == 404
-    assert (await (await api.client.get("/api/v1/tags", headers=h)).json())["tags"] == []
+    assert (await (await api.client.get("/api/v1/tags", headers=h)).json())["data"] == []
     # B's own link cannot take A's tag.
     theirs = await (await api.client.post("/api/v1/links", json={"url": "https://b.test"}, headers=h)).json()
     assert (await api.client.put(f"/api/v1/links/{theirs['id']}/tags/{tag['id']}", headers=h)).status == 404

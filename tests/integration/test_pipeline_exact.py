@@ -1,4 +1,4 @@
-"""The worker counts every click exactly once in every store: Faust tables (mirrored to Redis),
+"""The worker counts every click exactly once in every store: the click state (mirrored to Redis),
 ClickHouse and PostgreSQL, for a mixed stream of humans, bots, previews and repeat visitors."""
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from tests.pipeline_fixtures import (
     SLACKBOT_UA,
     Pipeline,
     make_links,
-    pipeline,  # noqa: F401 - fixture
     raw_click,
     settled,
     wait_until,
@@ -70,7 +69,7 @@ def ground_truth(clicks: list[RawClick]) -> dict[str, Any]:
     }
 
 
-async def test_two_thousand_mixed_clicks_agree_exactly_everywhere(pipeline: Pipeline) -> None:  # noqa: F811
+async def test_two_thousand_mixed_clicks_agree_exactly_everywhere(pipeline: Pipeline) -> None:
     links = await make_links(pipeline.database_url, workspaces=2, links_per_workspace=3)
     clicks = mixed_clicks(links, 2000)
     truth = ground_truth(clicks)
@@ -119,7 +118,7 @@ async def test_two_thousand_mixed_clicks_agree_exactly_everywhere(pipeline: Pipe
         assert r["no_ip"] == r["n"]  # the clicks carried no ip: stored as NULL, not ''
 
 
-async def test_poison_records_are_skipped_and_the_rest_counted(pipeline: Pipeline) -> None:  # noqa: F811
+async def test_poison_records_are_skipped_and_the_rest_counted(pipeline: Pipeline) -> None:
     """Undecodable or invalid records on clicks.raw (not JSON, a JSON list, ids that are not
     UUIDs, a text timestamp) are dropped one by one; they never fail the batch around them."""
     links = await make_links(pipeline.database_url, workspaces=1, links_per_workspace=2)
@@ -154,7 +153,7 @@ async def test_poison_records_are_skipped_and_the_rest_counted(pipeline: Pipelin
     assert "dropping malformed click" in pipeline.worker.log_tail(400)
 
 
-async def test_a_failing_postgres_write_holds_the_batch_until_it_succeeds(pipeline: Pipeline) -> None:  # noqa: F811
+async def test_a_failing_postgres_write_holds_the_batch_until_it_succeeds(pipeline: Pipeline) -> None:
     """While PostgreSQL refuses the clicks insert (the table is renamed away), the worker keeps
     retrying that batch instead of acknowledging it: once the table is back every store is exact."""
     links = await make_links(pipeline.database_url, workspaces=1, links_per_workspace=2)

@@ -10,7 +10,7 @@ import pytest
 import zxingcpp
 from PIL import Image
 
-from tests.pipeline_fixtures import Pipeline, pipeline, wait_until  # noqa: F401 - fixture
+from tests.pipeline_fixtures import Pipeline, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -33,7 +33,7 @@ async def _link(api) -> dict:
     return await resp.json()
 
 
-async def test_dynamic_qr_round_trip_and_scan_count(api, pipeline: Pipeline) -> None:  # noqa: F811
+async def test_dynamic_qr_round_trip_and_scan_count(api, pipeline: Pipeline) -> None:
     link = await _link(api)
     base = f"/api/v1/links/{link['id']}/qr-codes"
     resp = await api.client.post(base, json={"foreground_color": "#112233", "scale": 4}, headers=api.auth)
@@ -121,7 +121,7 @@ async def test_crud_and_tenant_isolation(api) -> None:
     base = f"/api/v1/links/{link['id']}/qr-codes"
     qr = await (await api.client.post(base, json={}, headers=api.auth)).json()
     listed = await (await api.client.get(base, headers=api.auth)).json()
-    assert [q["id"] for q in listed["qr_codes"]] == [qr["id"]]
+    assert [q["id"] for q in listed["data"]] == [qr["id"]]
     other = await api.create_principal()
     headers = {"Authorization": f"Bearer {other['api_key']}"}
     assert (await api.client.get(base, headers=headers)).status == 404

@@ -23,14 +23,13 @@ from engine.qr.marker import qr_marker
 from tests.conftest import ApiHarness
 from tests.fakes.api import serve_api
 from tests.fakes.webhook_receiver import serve_receiver
-from tests.integration.test_webhooks import verify_webhook
+from tests.integration.helpers import verify_webhook
 from tests.pipeline_fixtures import (
     HUMAN_UA,
     PARTITIONS,
     Pipeline,
     commit_click_offsets,
     make_links,
-    pipeline,  # noqa: F401 - fixture
     raw_click,
     settled,
     source_counts,
@@ -92,7 +91,7 @@ async def _processed(p: Pipeline, clicks: Iterable[RawClick]) -> None:
     assert await wait_until(stored, within=60), p.worker.log_tail()
 
 
-async def test_scan_and_bio_click_counts_are_exact_under_resends_and_replay(pipeline: Pipeline) -> None:  # noqa: F811
+async def test_scan_and_bio_click_counts_are_exact_under_resends_and_replay(pipeline: Pipeline) -> None:
     p = pipeline
     link1, link2 = await make_links(p.database_url, 1, 2)
     ws = link1["workspace_id"]
@@ -160,7 +159,7 @@ async def _created(api: ApiHarness, path: str, body: dict[str, Any]) -> dict[str
 
 
 async def test_qr_scanned_and_bio_clicked_webhooks_through_the_worker(
-    pipeline: Pipeline,  # noqa: F811
+    pipeline: Pipeline,
     make_settings: Any,
     database_url: str,
     broker: Any,

@@ -8,7 +8,7 @@ import asyncio
 import asyncpg
 import pytest
 
-from tests.integration.test_accounts import bearer, outbox_tokens, signup
+from tests.integration.helpers import bearer, outbox_tokens, signup
 
 pytestmark = pytest.mark.integration
 
@@ -58,7 +58,7 @@ async def test_single_create_stops_at_the_free_limit_and_pro_allows_more(api) ->
     assert resp.status == 402
     _quota_error(await resp.json(), "links_per_month")
     # Deleting does not give the quota back: creating is what the plan counts.
-    link_id = (await (await api.client.get("/api/v1/links?limit=1", headers=api.auth)).json())["links"][0][
+    link_id = (await (await api.client.get("/api/v1/links?limit=1", headers=api.auth)).json())["data"][0][
         "id"
     ]
     assert (await api.client.delete(f"/api/v1/links/{link_id}", headers=api.auth)).status == 204

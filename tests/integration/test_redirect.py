@@ -15,24 +15,31 @@ import asyncpg
 import orjson
 import pytest
 import pytest_asyncio
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
 from api.app import create_app
 from api.metrics import BACKEND_FALLBACK
-from api.state import EMITTER, KEYS, RESOLVER
+from api.state import KEYS, RESOLVER
 from engine.auth.passwords import hash_password
-from engine.clicks.models import RawClick
 from engine.clicks.visitor import VisitorIdFactory
 from tests.conftest import PG_SERVER, ApiHarness, _make_principal
+from tests.fakes.front import make_test_server
+from tests.integration.helpers import record_clicks
 
 pytestmark = pytest.mark.integration
 
 DEST = "https://dest.example/landing"
 
 
+@pytest.fixture(params=["aiohttp", "front"])
+def server_kind(request: pytest.FixtureRequest) -> str:
+    """Every test here runs against the aiohttp route and against the front (api.front)."""
+    return str(request.param)
+
+
 @pytest_asyncio.fixture
 async def start_api(
-    make_settings: Any, database_url: str, broker: Any, redis_client: Any
+    make_settings: Any, database_url: str, broker: Any, redis_client: Any, server_kind: str
 ) -> AsyncIterator[Any]:
     """Start an in-process api with settings overrides (the `api` fixture cannot take any)."""
     clients: list[TestClient] = []
@@ -40,7 +47,7 @@ async def start_api(
     async def start(**overrides: Any) -> ApiHarness:
         settings = make_settings(database_url=database_url, kafka_broker=broker.url, **overrides)
         who = await _make_principal(database_url)
-        client = TestClient(TestServer(create_app(settings), host="127.0.0.1"))
+        client = TestClient(make_test_server(create_app(settings), server_kind))
         await client.start_server()
         clients.append(client)
         return ApiHarness(client, settings, who["api_key"], who["user_id"], who["workspace_id"])
@@ -55,20 +62,6 @@ async def pg(database_url: str) -> AsyncIterator[asyncpg.Connection]:
     conn = await asyncpg.connect(database_url)
     yield conn
     await conn.close()
-
-
-def record_clicks(h: ApiHarness) -> list[RawClick]:
-    """Every RawClick the api emits (still handed on to the real emitter)."""
-    emitter = h.client.server.app[EMITTER]
-    seen: list[RawClick] = []
-    original = emitter.emit
-
-    def emit(click: RawClick) -> None:
-        seen.append(click)
-        original(click)
-
-    emitter.emit = emit  # type: ignore[method-assign]
-    return seen
 
 
 async def add_link(pg: asyncpg.Connection, h: ApiHarness, code: str, url: str = DEST, **columns: Any) -> str:

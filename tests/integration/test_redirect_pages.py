@@ -11,6 +11,12 @@ import pytest
 pytestmark = pytest.mark.integration
 
 
+@pytest.fixture(params=["aiohttp", "front"])
+def server_kind(request: pytest.FixtureRequest) -> str:
+    """Every test here runs against the aiohttp route and against the front (api.front)."""
+    return str(request.param)
+
+
 async def _domain(api, name: str, **columns: Any) -> None:
     values = {"workspace_id": api.workspace_id, "domain": name, "is_verified": True, **columns}
     names = ", ".join(values)
@@ -58,11 +64,11 @@ async def test_unknown_paths_on_a_custom_domain_use_its_404_url(api) -> None:
 
 
 async def test_unknown_paths_are_rate_limited_like_unknown_codes(
-    make_settings, database_url, broker, redis_client
+    make_settings, database_url, broker, redis_client, server_kind
 ) -> None:
     from tests.fakes.api import serve_api
 
-    async with serve_api(make_settings, database_url, broker, not_found_rate_limit=3) as api:
+    async with serve_api(make_settings, database_url, broker, server_kind, not_found_rate_limit=3) as api:
         statuses = [(await _get(api, f"/scan/{i}")).status for i in range(5)]
     assert statuses[:3] == [404] * 3 and statuses[-1] == 429
 
@@ -70,7 +76,8 @@ async def test_unknown_paths_are_rate_limited_like_unknown_codes(
 async def test_root_is_a_landing_page_or_the_domains_default_redirect(api) -> None:
     resp = await _get(api, "/")
     assert resp.status == 200 and resp.headers["Content-Type"].startswith("text/html")
-    assert "LinkRift" in await resp.text()
+    text = await resp.text()
+    assert "<title>LinkRift</title>" in text and "LinkRift · LinkRift" not in text
     assert resp.headers["Cache-Control"] == "private, no-store"
 
     await _domain(api, "go.acme.test", default_redirect_url="https://acme.test/")

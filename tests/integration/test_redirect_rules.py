@@ -21,10 +21,16 @@ from engine.clicks.geo import bundled_database
 from engine.clicks.models import RawClick
 from tests.conftest import ApiHarness
 from tests.fakes.api import serve_api
-from tests.integration.test_click_emitter import _consume
-from tests.integration.test_redirect import record_clicks
+from tests.integration.helpers import consume_clicks, record_clicks
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(params=["aiohttp", "front"])
+def server_kind(request: pytest.FixtureRequest) -> str:
+    """Every test here runs against the aiohttp route and against the front (api.front)."""
+    return str(request.param)
+
 
 LINK_URL = "https://dest.example/default"
 UA = {
@@ -67,12 +73,17 @@ PUBLIC_IPS = (
 
 @pytest_asyncio.fixture
 async def proxied_api(
-    make_settings: Any, database_url: str, broker: Any, redis_client: Any
+    make_settings: Any, database_url: str, broker: Any, redis_client: Any, server_kind: str
 ) -> AsyncIterator[ApiHarness]:
     """The api behind a trusted loopback proxy: the client IP comes from X-Forwarded-For
     (engine.links.admission.client_ip), so a test can visit from any public address."""
     async with serve_api(
-        make_settings, database_url, broker, trust_proxy_headers=True, trusted_proxies="127.0.0.0/8"
+        make_settings,
+        database_url,
+        broker,
+        server_kind,
+        trust_proxy_headers=True,
+        trusted_proxies="127.0.0.0/8",
     ) as harness:
         yield harness
 
@@ -522,7 +533,7 @@ async def test_rule_and_variant_reach_the_broker_and_head_is_recorded(api: ApiHa
     assert head.headers["Cache-Control"] == "private, no-store"
 
     # This test's namespace has its own topic: exactly these three clicks are on it.
-    on_wire = await _consume(broker.bootstrap, f"{api.settings.namespace}.clicks.raw", len(clicks))
+    on_wire = await consume_clicks(broker.bootstrap, f"{api.settings.namespace}.clicks.raw", len(clicks))
     by_id = {c.event_id: (c.method, c.destination, c.rule_id, c.variant) for c in on_wire}
     assert len(on_wire) == len(clicks)
     assert [by_id.get(c.event_id) for c in clicks] == [

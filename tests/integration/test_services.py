@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
+import os
+import shutil
+import signal
+import stat
+import subprocess
 import sys
+import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import asyncpg
@@ -14,6 +21,7 @@ import pytest
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from cli import services
 from cli.procs import ManagedProcess, free_port, group_members, pid_alive, port_open, wait_for_port
 from cli.services import (
     EmbeddedPostgres,
@@ -30,6 +38,17 @@ pytestmark = pytest.mark.integration
 
 LOCAL_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
 LOCAL_REDIS = "redis://127.0.0.1:6379/0"
+
+
+@pytest.fixture(autouse=True)
+def pg_shared_root(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A throwaway stand-in for /var/lib/linkrift: pytest's tmp_path lies under a 0700 directory, so
+    as root every embedded cluster here is kept in the shared root."""
+    root = Path(tempfile.mkdtemp(prefix="lr-pg-shared-"))
+    root.chmod(0o755)
+    monkeypatch.setattr(services, "PG_SHARED_ROOT", root)
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture
@@ -245,3 +264,95 @@ async def test_embedded_postgres_takes_over_from_orphan(tmp_path: Path) -> None:
     finally:
         successor.stop()
         orphan.stop()
+
+
+_ORPHAN_PARENT = """
+import asyncio, sys
+from pathlib import Path
+from cli.procs import ManagedProcess
+from cli.services import EmbeddedPostgres
+
+tmp, shared = Path(sys.argv[1]), Path(sys.argv[2])
+sleeper = ManagedProcess("sleeper", ["sleep", "300"], log_dir=tmp).start()
+pg = asyncio.run(EmbeddedPostgres(tmp / "postgres", durable=False, shared_root=shared).start())
+print(sleeper.pid, pg.pid, flush=True)
+sys.stdin.read()  # until killed
+"""
+
+
+def test_children_die_with_a_sigkilled_parent(tmp_path: Path, pg_shared_root: Path) -> None:
+    # A parent killed outright runs no atexit or signal handler: only the kernel's parent-death
+    # signal stops its children (including postgres, which runs as another user when we are root).
+    parent = subprocess.Popen(
+        [sys.executable, "-c", _ORPHAN_PARENT, str(tmp_path), str(pg_shared_root)],
+        cwd=Path(__file__).resolve().parents[2],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    children: list[int] = []
+    try:
+        assert parent.stdout is not None
+        children = [int(pid) for pid in parent.stdout.readline().split()]
+        assert len(children) == 2 and all(pid_alive(pid) for pid in children)
+        parent.kill()
+        parent.wait()
+        deadline = time.monotonic() + 30
+        while any(pid_alive(pid) for pid in children) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert [pid for pid in children if pid_alive(pid)] == []
+    finally:
+        parent.kill()
+        parent.wait()
+        for pid in children:
+            if pid_alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+_PRIVATE_CHECKOUT = """
+import asyncio, sys
+from pathlib import Path
+import asyncpg
+import pgserver  # the copy in the private "venv" first on sys.path
+from cli.services import EmbeddedPostgres
+
+assert Path(pgserver.__file__).is_relative_to(sys.argv[1]), pgserver.__file__
+
+async def main() -> None:
+    pg = await EmbeddedPostgres(Path(sys.argv[2]), durable=False, shared_root=Path(sys.argv[3])).start()
+    try:
+        conn = await asyncpg.connect(pg.dsn)
+        print(await conn.fetchval("SELECT current_setting('data_directory')"), flush=True)
+        await conn.close()
+    finally:
+        pg.stop()
+
+asyncio.run(main())
+"""
+
+
+def test_embedded_postgres_from_directories_other_users_cannot_traverse(
+    tmp_path: Path, pg_shared_root: Path
+) -> None:
+    # A clone in a `mktemp -d` folder (or under /root): its venv and its data dir sit under 0700
+    # directories the `linkrift` user, which runs postgres when we are root, cannot traverse.
+    venv, data = tmp_path / "clone" / "site-packages", tmp_path / "home" / ".linkrift" / "postgres"
+    installed = Path(importlib.util.find_spec("pgserver").origin or "").parent
+    shutil.copytree(installed, venv / "pgserver", symlinks=True)
+    shutil.copytree(installed.parent / "pgserver.libs", venv / "pgserver.libs", symlinks=True)
+    data.mkdir(parents=True)
+    for private in (tmp_path / "clone", tmp_path / "home"):
+        private.chmod(0o700)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(venv), str(Path(__file__).resolve().parents[2])])}
+    result = subprocess.run(
+        [sys.executable, "-c", _PRIVATE_CHECKOUT, str(venv), str(data), str(pg_shared_root)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip()  # postgres answered with its data directory
+    # Nothing was loosened: both directories are still private to their owner.
+    for private in (tmp_path / "clone", tmp_path / "home"):
+        assert stat.S_IMODE(private.stat().st_mode) == 0o700

@@ -92,6 +92,26 @@ async def test_feed_gets_each_click_once_across_replays(stream_api: ApiHarness, 
     assert [e[1][b"event_id"].decode() for e in entries] == [c.event_id for c in clicks + other]
 
 
+async def test_uncertain_copies_are_published_only_if_the_feed_lacks_them(
+    stream_api: ApiHarness, redis_client: Any
+) -> None:
+    """Copies of clicks counted in a lost incarnation of clicks.raw (new positions, epoch 1): the
+    feed gets those it does not hold, once, in the new incarnation's position order."""
+    api = stream_api
+    link = await _new_link(api, api.auth)
+    keys = RedisKeys(api.settings.namespace)
+    mirror = RealtimeMirror(redis_client, keys)
+    clicks = [_click(api.workspace_id, link) for _ in range(4)]
+    assert await mirror.write({}, {}, _rows(clicks[:2], 0)) == 2  # 2 and 3 never published
+    epoch = 1 << 44
+    copies = _rows([clicks[1], clicks[2], clicks[3], clicks[2]], epoch)
+    fresh = [_click(api.workspace_id, link)]
+    assert await mirror.write({}, {}, _rows(fresh, epoch + 4), copies) == 3
+    assert await mirror.write({}, {}, [], copies) == 0
+    entries = await redis_client.xrange(keys.click_feed(api.workspace_id))
+    assert [e[1][b"event_id"].decode() for e in entries] == [c.event_id for c in [*clicks, *fresh]]
+
+
 async def test_stream_is_per_workspace_and_resumes(stream_api: ApiHarness, redis_client: Any) -> None:
     api = stream_api
     a1, a2 = await _new_link(api, api.auth), await _new_link(api, api.auth)

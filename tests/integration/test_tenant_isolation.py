@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncpg
 import pytest
 
-from tests.integration.test_accounts import bearer, outbox_tokens, signup
+from tests.integration.helpers import bearer, outbox_tokens, signup
 
 # The free plan allows no custom domain and no second member; quotas: test_quotas.py.
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("business_plan")]
@@ -84,7 +84,7 @@ async def test_workspace_a_cannot_reach_workspace_b(api) -> None:
         assert (await api.client.get(path, headers=bearer(a["access_token"], ws_b))).status == 404
     assert (await api.client.get("/api/v1/audit-logs", headers=kh)).status == 200
     # A's own audit log holds nothing of B.
-    entries = (await (await api.client.get("/api/v1/audit-logs", headers=ah)).json())["items"]
+    entries = (await (await api.client.get("/api/v1/audit-logs", headers=ah)).json())["data"]
     assert all(e["resource_id"] not in (key_b["id"], inv["id"], ws_b) for e in entries)
     # B is untouched.
     conn = await asyncpg.connect(api.settings.database_url)

@@ -5,9 +5,6 @@ bio.clicked."""
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
-import hmac
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -20,33 +17,17 @@ import pytest_asyncio
 from engine.auth import webhook_signing
 from engine.auth.crypto import SecretBox
 from engine.bio import repository as bio_repository
-from engine.db.pool import create_pool
 from engine.naming import RedisKeys
 from engine.webhooks import repository
-from engine.webhooks.clicks import batch_clicks
+from engine.webhooks.click_batches import batch_clicks
 from engine.webhooks.delivery import DeliveryPolicy, WebhookDispatcher
 from engine.webhooks.events import from_link_change
 from tests.conftest import ApiHarness, _make_principal
 from tests.fakes.api import serve_api
 from tests.fakes.webhook_receiver import WebhookReceiver as Receiver
+from tests.integration.helpers import verify_webhook
 
 pytestmark = pytest.mark.integration
-
-
-def verify_webhook(secret: str, headers: dict[str, str], body: bytes, tolerance: int = 300) -> bool:
-    """The verification snippet from docs/webhooks-billing.md, verbatim (stdlib only)."""
-    msg_id = headers["webhook-id"]
-    timestamp = headers["webhook-timestamp"]
-    if abs(time.time() - int(timestamp)) > tolerance:
-        return False
-    key = base64.b64decode(secret.removeprefix("whsec_"))
-    signed = f"{msg_id}.{timestamp}.".encode() + body
-    expected = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
-    for candidate in headers["webhook-signature"].split():
-        version, _, signature = candidate.partition(",")
-        if version == "v1" and hmac.compare_digest(signature, expected):
-            return True
-    return False
 
 
 @pytest_asyncio.fixture
@@ -63,13 +44,6 @@ async def hooks_api(
         webhook_max_failures=3,
     ) as harness:
         yield harness
-
-
-@pytest_asyncio.fixture
-async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    p = await create_pool(database_url, min_size=1, max_size=4)
-    yield p
-    await p.close()
 
 
 def policy(**overrides: Any) -> DeliveryPolicy:

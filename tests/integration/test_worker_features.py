@@ -16,7 +16,6 @@ from tests.pipeline_fixtures import (
     HUMAN_UA,
     Pipeline,
     make_links,
-    pipeline,  # noqa: F401 - fixture
     raw_click,
     settled,
     wait_until,
@@ -25,7 +24,7 @@ from tests.pipeline_fixtures import (
 pytestmark = pytest.mark.integration
 
 
-async def test_resent_clicks_are_dropped_across_restart_and_ab_split_published(pipeline: Pipeline) -> None:  # noqa: F811
+async def test_resent_clicks_are_dropped_across_restart_and_ab_split_published(pipeline: Pipeline) -> None:
     p = pipeline
     (link,) = await make_links(p.database_url, 1, 1)
     originals = [
@@ -74,7 +73,7 @@ async def test_resent_clicks_are_dropped_across_restart_and_ab_split_published(p
     assert re.search(lag_zero, metrics)
 
 
-async def test_exhausted_and_expired_events_once_(pipeline: Pipeline) -> None:  # noqa: F811
+async def test_exhausted_and_expired_events_once_(pipeline: Pipeline) -> None:
     p = pipeline
     capped, other = await make_links(p.database_url, 1, 2, max_clicks=5)
     soon = datetime.now(UTC) + timedelta(seconds=2)

@@ -6,28 +6,10 @@ import asyncpg
 import pytest
 
 from api.ratelimit import USAGE
-from tests.integration.test_accounts import bearer, outbox_tokens, signup
+from tests.integration.helpers import bearer, join_workspace, outbox_tokens, signup
 
 # The free plan allows no custom domain and no second member; quotas: test_quotas.py.
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("business_plan")]
-
-
-async def _join(api, owner: dict, role: str) -> dict:
-    """A new user invited into owner's workspace with `role`."""
-    member = await signup(api)
-    ws = owner["workspace_id"]
-    resp = await api.client.post(
-        f"/api/v1/workspaces/{ws}/invitations",
-        json={"email": member["email"], "role": role},
-        headers=bearer(owner["access_token"]),
-    )
-    assert resp.status == 201, await resp.text()
-    token = outbox_tokens(api, member["email"])[-1]
-    resp = await api.client.post(
-        "/api/v1/invitations/accept", json={"token": token}, headers=bearer(member["access_token"])
-    )
-    assert resp.status == 200 and (await resp.json())["workspace_id"] == ws
-    return member
 
 
 async def test_workspace_create_update_delete(api) -> None:
@@ -40,7 +22,7 @@ async def test_workspace_create_update_delete(api) -> None:
     assert resp.status == 409 and (await resp.json())["error"]["field"] == "slug"
     resp = await api.client.post("/api/v1/workspaces", json={"name": "T2", "slug": "Bad Slug"}, headers=h)
     assert resp.status == 422 and (await resp.json())["error"]["field"] == "slug"
-    items = (await (await api.client.get("/api/v1/workspaces", headers=h)).json())["items"]
+    items = (await (await api.client.get("/api/v1/workspaces", headers=h)).json())["data"]
     assert [i["id"] for i in items] == [owner["workspace_id"], ws]
     body = {"name": "Renamed", "settings": {"default_domain": "go.example", "x": 1}}
     resp = await api.client.patch(f"/api/v1/workspaces/{ws}", json=body, headers=h)
@@ -57,9 +39,9 @@ async def test_invitations_roles_transfer_and_last_owner(api) -> None:
     owner = await signup(api)
     ws = owner["workspace_id"]
     oh = bearer(owner["access_token"])
-    member = await _join(api, owner, "member")
+    member = await join_workspace(api, owner, "member")
     mh = bearer(member["access_token"], ws)
-    members = (await (await api.client.get(f"/api/v1/workspaces/{ws}/members", headers=mh)).json())["items"]
+    members = (await (await api.client.get(f"/api/v1/workspaces/{ws}/members", headers=mh)).json())["data"]
     assert {m["role"] for m in members} == {"owner", "member"}
     # A member may not invite or change roles; invitations cannot grant ownership.
     resp = await api.client.post(
@@ -88,9 +70,7 @@ async def test_invitations_roles_transfer_and_last_owner(api) -> None:
     ).status == 204
     members = {
         m["user_id"]: m["role"]
-        for m in (await (await api.client.get(f"/api/v1/workspaces/{ws}/members", headers=mh)).json())[
-            "items"
-        ]
+        for m in (await (await api.client.get(f"/api/v1/workspaces/{ws}/members", headers=mh)).json())["data"]
     }
     assert members == {oid: "admin", mid: "owner"}
     assert (await api.client.delete(f"/api/v1/workspaces/{ws}/members/{oid}", headers=oh)).status == 204
@@ -128,7 +108,7 @@ async def test_api_key_crud_usage_and_revocation(api) -> None:
     created = await resp.json()
     plaintext, key_id = created["key"], created["id"]
     assert plaintext.startswith(created["prefix"])
-    listed = (await (await api.client.get(f"/api/v1/workspaces/{ws}/api-keys", headers=h)).json())["items"]
+    listed = (await (await api.client.get(f"/api/v1/workspaces/{ws}/api-keys", headers=h)).json())["data"]
     assert [k["id"] for k in listed] == [key_id] and "key" not in listed[0]
     kh = bearer(plaintext)
     for _ in range(3):
@@ -163,7 +143,7 @@ async def test_api_key_crud_usage_and_revocation(api) -> None:
 async def test_members_see_only_their_own_keys(api) -> None:
     owner = await signup(api)
     ws = owner["workspace_id"]
-    viewer = await _join(api, owner, "viewer")
+    viewer = await join_workspace(api, owner, "viewer")
     vh = bearer(viewer["access_token"], ws)
     oh = bearer(owner["access_token"])
     own = await (
@@ -176,7 +156,7 @@ async def test_members_see_only_their_own_keys(api) -> None:
             f"/api/v1/workspaces/{ws}/api-keys", json={"name": "v", "scopes": ["links:read"]}, headers=vh
         )
     ).json()
-    listed = (await (await api.client.get(f"/api/v1/workspaces/{ws}/api-keys", headers=vh)).json())["items"]
+    listed = (await (await api.client.get(f"/api/v1/workspaces/{ws}/api-keys", headers=vh)).json())["data"]
     assert [k["id"] for k in listed] == [mine["id"]]
     assert (
         await api.client.delete(f"/api/v1/workspaces/{ws}/api-keys/{own['id']}", headers=vh)
@@ -195,24 +175,24 @@ async def test_audit_log_records_mutations_and_paginates(api) -> None:
         await api.client.patch(
             f"/api/v1/workspaces/{ws}", json={"name": f"n{i}"}, headers={**h, "User-Agent": "audit-test"}
         )
-    viewer = await _join(api, owner, "viewer")
+    viewer = await join_workspace(api, owner, "viewer")
     assert (
         await api.client.get("/api/v1/audit-logs", headers=bearer(viewer["access_token"], ws))
     ).status == 403
     page = await (
         await api.client.get("/api/v1/audit-logs?limit=2&action=workspace.updated", headers=h)
     ).json()
-    assert [e["new_values"]["name"] for e in page["items"]] == ["n2", "n1"]
-    assert page["items"][0]["user_agent"] == "audit-test" and page["items"][0]["ip_address"] == "127.0.0.1"
-    assert page["items"][0]["old_values"]["name"] == "n1"
+    assert [e["new_values"]["name"] for e in page["data"]] == ["n2", "n1"]
+    assert page["data"][0]["user_agent"] == "audit-test" and page["data"][0]["ip_address"] == "127.0.0.1"
+    assert page["data"][0]["old_values"]["name"] == "n1"
     rest = await (
         await api.client.get(
             f"/api/v1/audit-logs?limit=2&action=workspace.updated&cursor={page['next_cursor']}", headers=h
         )
     ).json()
-    assert [e["new_values"]["name"] for e in rest["items"]] == ["n0"] and rest["next_cursor"] is None
+    assert [e["new_values"]["name"] for e in rest["data"]] == ["n0"] and rest["next_cursor"] is None
     actions = {
-        e["action"] for e in (await (await api.client.get("/api/v1/audit-logs", headers=h)).json())["items"]
+        e["action"] for e in (await (await api.client.get("/api/v1/audit-logs", headers=h)).json())["data"]
     }
     assert {"member.invited", "member.joined", "workspace.updated"} <= actions
     resp = await api.client.get("/api/v1/audit-logs?cursor=garbage", headers=h)

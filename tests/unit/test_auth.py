@@ -13,7 +13,7 @@ from argon2 import PasswordHasher
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine.auth import apikeys, crypto, passwords, tokens, totp
+from engine.auth import api_key_tokens, crypto, passwords, tokens, totp
 from engine.errors import Unauthorized, ValidationFailed
 
 SECRET = "test-secret-key"
@@ -69,25 +69,25 @@ def test_password_policy_rejects(pw: str) -> None:
 
 
 def test_generated_key_format() -> None:
-    key = apikeys.generate_api_key()
+    key = api_key_tokens.generate_api_key()
     assert key.plaintext.startswith("lr_") and len(key.plaintext) == 41
     assert key.prefix == key.plaintext[:12] and len(key.prefix) == 12
-    assert key.key_hash == apikeys.hash_api_key(key.plaintext)
+    assert key.key_hash == api_key_tokens.hash_api_key(key.plaintext)
     assert len(key.key_hash) == 64
-    assert apikeys.looks_like_api_key(key.plaintext)
+    assert api_key_tokens.looks_like_api_key(key.plaintext)
     assert key.plaintext not in repr(key)
 
 
 def test_generated_keys_are_unique() -> None:
-    assert len({apikeys.generate_api_key().plaintext for _ in range(200)}) == 200
+    assert len({api_key_tokens.generate_api_key().plaintext for _ in range(200)}) == 200
 
 
 def test_verify_api_key() -> None:
-    key = apikeys.generate_api_key()
-    assert apikeys.verify_api_key(key.plaintext, key.key_hash)
-    other = apikeys.generate_api_key()
-    assert not apikeys.verify_api_key(other.plaintext, key.key_hash)
-    assert not apikeys.verify_api_key(key.plaintext, "")
+    key = api_key_tokens.generate_api_key()
+    assert api_key_tokens.verify_api_key(key.plaintext, key.key_hash)
+    other = api_key_tokens.generate_api_key()
+    assert not api_key_tokens.verify_api_key(other.plaintext, key.key_hash)
+    assert not api_key_tokens.verify_api_key(key.plaintext, "")
 
 
 @pytest.mark.parametrize(
@@ -95,26 +95,26 @@ def test_verify_api_key() -> None:
     ["", "lr_", "lr_short", "xx_" + "a" * 38, "lr_" + "!" * 38, "lr_" + "a" * 39, "lrr_abc", "Bearer lr_x"],
 )
 def test_looks_like_api_key_rejects_malformed(candidate: str) -> None:
-    assert not apikeys.looks_like_api_key(candidate)
+    assert not api_key_tokens.looks_like_api_key(candidate)
 
 
 @given(position=st.integers(min_value=3, max_value=40), replacement=st.sampled_from("0aZ9zA"))
 def test_any_single_character_change_breaks_the_checksum(position: int, replacement: str) -> None:
-    plaintext = apikeys.generate_api_key().plaintext
+    plaintext = api_key_tokens.generate_api_key().plaintext
     if plaintext[position] == replacement:
         return
     mutated = plaintext[:position] + replacement + plaintext[position + 1 :]
-    assert not apikeys.looks_like_api_key(mutated)
+    assert not api_key_tokens.looks_like_api_key(mutated)
 
 
 def test_validate_scopes() -> None:
-    assert apikeys.validate_scopes(["links:write", "links:read", "links:write"]) == [
+    assert api_key_tokens.validate_scopes(["links:write", "links:read", "links:write"]) == [
         "links:read",
         "links:write",
     ]
-    assert apikeys.validate_scopes([]) == []
+    assert api_key_tokens.validate_scopes([]) == []
     with pytest.raises(ValidationFailed) as exc:
-        apikeys.validate_scopes(["links:read", "links:admin", "root"])
+        api_key_tokens.validate_scopes(["links:read", "links:admin", "root"])
     assert exc.value.field == "scopes"
     assert "links:admin" in exc.value.message and "root" in exc.value.message
 
@@ -139,7 +139,7 @@ def test_validate_scopes() -> None:
     ],
 )
 def test_scope_allows(granted: list[str], needed: str, allowed: bool) -> None:
-    assert apikeys.scope_allows(granted, needed) is allowed
+    assert api_key_tokens.scope_allows(granted, needed) is allowed
 
 
 # --- access tokens ---------------------------------------------------------------------------

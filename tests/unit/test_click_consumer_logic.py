@@ -1,15 +1,12 @@
-"""Pure pieces of the batch click consumer (streams/agents/clicks.py) and its counting helper."""
+"""Pure pieces of the batch click consumer (streams/agents/click_consumer.py) and its counting helper."""
 
 from __future__ import annotations
 
 import orjson
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
-from engine.clicks.counting import LinkStats, apply_click, count_click
 from engine.clicks.models import RawClick
-from streams.agents.clicks import _Rebalance, resume_offset, well_formed
+from streams.agents.click_consumer import _Rebalance, resume_offset, well_formed
 
 
 @pytest.mark.parametrize(
@@ -30,49 +27,6 @@ def test_resume_offset(
     applied: int | None, sunk: int | None, committed: int | None, expected: int | None
 ) -> None:
     assert resume_offset(applied, sunk, committed) == expected
-
-
-_click = st.tuples(
-    st.integers(0, 3),  # offset step (0: a replay of the previous offset)
-    st.booleans(),  # first seen
-    st.booleans(),  # bot
-    st.booleans(),  # preview
-    st.sampled_from(["", "r:a", "r:b"]),
-    st.sampled_from(["", "qr:1", "bio:2"]),
-)
-
-
-@given(st.lists(_click, max_size=40))
-def test_count_click_in_place_equals_apply_click(
-    clicks: list[tuple[int, bool, bool, bool, str, str]],
-) -> None:
-    pure = LinkStats()
-    in_place = LinkStats()
-    offset = 0
-    for step, first, bot, preview, variant, source in clicks:
-        offset += step
-        first_seen = None if first else offset - 1
-        result = apply_click(
-            pure,
-            offset,
-            first_seen_offset=first_seen,
-            is_bot=bot,
-            is_preview=preview,
-            variant=variant,
-            source=source,
-        )
-        applied = count_click(
-            in_place,
-            offset,
-            is_unique=result.is_unique,
-            is_bot=bot,
-            is_preview=preview,
-            variant=variant,
-            source=source,
-        )
-        assert applied == result.applied
-        pure = result.stats
-        assert in_place.to_dict() == pure.to_dict()
 
 
 def test_raw_click_loads_ignores_unknown_fields_and_rejects_missing_ones() -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from api.clicks import ClickJournal, JournalInUse, open_journal
+from api.click_journal import ClickJournal, JournalInUse, open_journal
 
 
 def test_segment_deleted_once_every_click_acknowledged(tmp_path: Path) -> None:

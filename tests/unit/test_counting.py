@@ -2,34 +2,47 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.clicks.counting import LinkStats, apply_click, source_key, split_source
+from engine.clicks.counting import LinkStats, count_click, source_key, split_source
 from engine.clicks.pg_sink import source_counters
 
 
+def _counted(*clicks: tuple[int, dict[str, Any]]) -> LinkStats:
+    """A fresh LinkStats with each (offset, count_click keywords) applied in order."""
+    stats = LinkStats()
+    for offset, kwargs in clicks:
+        count_click(stats, offset, **{"is_unique": True, "is_bot": False, "is_preview": False, **kwargs})
+    return stats
+
+
 def test_counts_and_classes() -> None:
-    s = LinkStats()
-    s = apply_click(s, 0, first_seen_offset=None, is_bot=False, is_preview=False, variant="a").stats
-    s = apply_click(s, 1, first_seen_offset=0, is_bot=False, is_preview=False, variant="b").stats
-    s = apply_click(s, 2, first_seen_offset=None, is_bot=True, is_preview=False).stats
-    s = apply_click(s, 3, first_seen_offset=None, is_bot=False, is_preview=True).stats
+    s = _counted(
+        (0, {"variant": "a"}),
+        (1, {"is_unique": False, "variant": "b"}),
+        (2, {"is_bot": True}),
+        (3, {"is_preview": True}),
+    )
     assert (s.total, s.unique, s.humans, s.bots, s.previews) == (4, 3, 2, 1, 1)
     assert s.variants == {"a": 1, "b": 1}
     assert s.offset == 3
 
 
 def test_replayed_offset_is_not_counted_again() -> None:
-    s = apply_click(LinkStats(), 5, first_seen_offset=None, is_bot=False, is_preview=False).stats
-    again = apply_click(s, 5, first_seen_offset=5, is_bot=False, is_preview=False)
-    assert not again.applied and again.stats is s and again.is_unique
-    older = apply_click(s, 4, first_seen_offset=None, is_bot=False, is_preview=False)
-    assert not older.applied and older.stats.total == 1
+    s = _counted((5, {}))
+    before = s.to_dict()
+    assert not count_click(s, 5, is_unique=True, is_bot=False, is_preview=False)
+    assert not count_click(s, 4, is_unique=True, is_bot=False, is_preview=False)
+    assert s.to_dict() == before and s.total == 1
+    assert count_click(s, 6, is_unique=False, is_bot=False, is_preview=False)
+    assert (s.total, s.unique, s.offset) == (2, 1, 6)
 
 
 def test_round_trip_through_table_value() -> None:
-    s = apply_click(LinkStats(), 7, first_seen_offset=None, is_bot=False, is_preview=False, variant="x").stats
+    s = _counted((7, {"variant": "x"}))
     assert LinkStats.from_dict(s.to_dict()) == s
     assert LinkStats.from_dict(None) == LinkStats()
 
@@ -41,19 +54,17 @@ def test_round_trip_through_table_value() -> None:
 )
 def test_replays_after_crashes_count_each_click_once(visitors: list[int], crash_points: list[int]) -> None:
     """Simulate a consumer that crashes and re-reads from an older offset, with table state
-    written at arbitrary points: the final counts equal a single clean pass."""
+    written at arbitrary points: the final counts equal a single clean pass. A visitor is unique
+    at the offset of its first click (as the worker's visitor store remembers it)."""
     stats = LinkStats()
     first_seen: dict[int, int] = {}
     offset = 0
     crashes = sorted(set(crash_points))
     while offset < len(visitors):
         visitor = visitors[offset]
-        result = apply_click(
-            stats, offset, first_seen_offset=first_seen.get(visitor), is_bot=False, is_preview=False
-        )
-        if result.applied and visitor not in first_seen:
-            first_seen[visitor] = offset
-        stats = result.stats
+        is_unique = first_seen.get(visitor, offset) == offset
+        if count_click(stats, offset, is_unique=is_unique, is_bot=False, is_preview=False):
+            first_seen.setdefault(visitor, offset)
         if crashes and offset == crashes[0]:
             crashes.pop(0)
             offset = max(0, offset - 3)  # re-delivery of the last uncommitted events
@@ -77,33 +88,24 @@ def test_source_key_follows_the_click_kind() -> None:
 
 
 def test_sources_are_counted_when_applied_and_not_on_replay() -> None:
-    s = LinkStats()
-    for offset in range(3):
-        s = apply_click(
-            s, offset, first_seen_offset=None, is_bot=False, is_preview=False, source=f"qr:{QR}"
-        ).stats
-    s = apply_click(s, 3, first_seen_offset=None, is_bot=True, is_preview=False).stats  # plain redirect
+    s = _counted(*[(offset, {"source": f"qr:{QR}"}) for offset in range(3)], (3, {"is_bot": True}))
     assert (s.total, s.sources) == (4, {f"qr:{QR}": 3})
-    replay = apply_click(s, 2, first_seen_offset=2, is_bot=False, is_preview=False, source=f"qr:{QR}")
-    assert not replay.applied and replay.stats.sources == {f"qr:{QR}": 3}
-    before = s.sources
-    s = apply_click(s, 4, first_seen_offset=None, is_bot=False, is_preview=False, source=f"bio:{LINK}").stats
+    assert not count_click(s, 2, is_unique=False, is_bot=False, is_preview=False, source=f"qr:{QR}")
+    assert s.sources == {f"qr:{QR}": 3}
+    count_click(s, 4, is_unique=True, is_bot=False, is_preview=False, source=f"bio:{LINK}")
     assert s.sources == {f"qr:{QR}": 3, f"bio:{LINK}": 1}
-    assert before == {f"qr:{QR}": 3}  # the previous value is not mutated (it may be a table value)
 
 
 def test_sources_round_trip_and_old_table_values_load() -> None:
-    s = apply_click(
-        LinkStats(), 9, first_seen_offset=None, is_bot=False, is_preview=False, source=f"qr:{QR}"
-    ).stats
+    s = _counted((9, {"source": f"qr:{QR}"}))
     assert LinkStats.from_dict(s.to_dict()) == s and s.to_dict()["sources"] == {f"qr:{QR}": 1}
     # A value written before `sources` existed: loads with no sources, and counts on from there.
     old = {"total": 5, "unique": 2, "humans": 5, "bots": 0, "previews": 0, "variants": {}, "offset": 41,
            "exhausted_emitted": False}  # fmt: skip
     loaded = LinkStats.from_dict(old)
     assert (loaded.total, loaded.offset, loaded.sources) == (5, 41, {})
-    after = apply_click(loaded, 42, first_seen_offset=None, is_bot=False, is_preview=False, source=f"qr:{QR}")
-    assert (after.stats.total, after.stats.sources) == (6, {f"qr:{QR}": 1})
+    assert count_click(loaded, 42, is_unique=True, is_bot=False, is_preview=False, source=f"qr:{QR}")
+    assert (loaded.total, loaded.sources) == (6, {f"qr:{QR}": 1})
 
 
 def test_source_counters_skip_ids_that_are_not_uuids() -> None:

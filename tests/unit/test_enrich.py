@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import re
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -12,7 +13,7 @@ import pytest
 import ua_parser
 
 from engine.clicks import useragent
-from engine.clicks.bots import classify
+from engine.clicks.bots import PREVIEW_AGENTS, classify
 from engine.clicks.enrich import ClickEnricher
 from engine.clicks.geo import EMPTY_GEO, GeoInfo, GeoResolver, bundled_database
 from engine.clicks.models import EnrichedClick, RawClick
@@ -161,6 +162,117 @@ def test_automated_clients_are_bots(ua: str) -> None:
 @pytest.mark.parametrize("ua", PREVIEWS)
 def test_link_unfurlers_are_previews_not_bots(ua: str) -> None:
     assert _verdict(ua) == (False, True)
+
+
+# Each platform's unfurler as its documentation (or code, where it has none) gives it; the
+# source of each token is next to it in engine/clicks/bots.py.
+DOCUMENTED_PREVIEWS = {
+    "Slack": SLACKBOT,
+    "Slack images": "Slack-ImgProxy (+https://api.slack.com/robots)",
+    "Discord": DISCORDBOT,
+    "Telegram": TELEGRAMBOT,
+    "WhatsApp": WHATSAPP,
+    "Signal": "WhatsApp/2",
+    "iMessage": IMESSAGE,
+    "Facebook": FACEBOOK_EXTERNAL_HIT,
+    "Facebot": "Facebot",
+    "Meta fetcher": "meta-externalfetcher/1.1 (+https://developers.facebook.com/docs/sharing/webmasters/crawler)",
+    "X": TWITTERBOT,
+    "LinkedIn": "LinkedInBot/1.0 (compatible; Mozilla/5.0; Apache-HttpClient +http://www.linkedin.com)",
+    "Pinterest": "Pinterest/0.2 (+https://www.pinterest.com/bot.html)",
+    "Pinterestbot": "Mozilla/5.0 (compatible; Pinterestbot/1.0; +https://www.pinterest.com/bot.html)",
+    "Reddit": "Mozilla/5.0 (compatible; redditbot/1.0; +http://www.reddit.com/feedback)",
+    "Skype/Teams": "Mozilla/5.0 (Windows NT 6.1; WOW64) SkypeUriPreview Preview/0.5 skype-url-preview@microsoft.com",
+    "Microsoft": (
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+        "Chrome/124.0.0.0 Safari/537.36 Edg/124.0.0.0 MicrosoftPreview/2.0 +https://aka.ms/MicrosoftPreview"
+    ),
+    "Bing snippet": (
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+        "Chrome/70.0.3538.102 Safari/537.36 Edge/18.19582 BingPreview/1.0b"
+    ),
+    "Office": "Microsoft Office Existence Discovery",
+    "Outlook": "Mozilla/4.0 (compatible; ms-office; MSOffice 16)",
+    "Snapchat": "Snap URL Preview Service; bot; snapchat; https://developers.snap.com/robots",
+    "Mastodon": "http.rb/5.1.1 (Mastodon/4.2.1; +https://mastodon.social/)",
+    "Bluesky": "Mozilla/5.0 (compatible; Bluesky Cardyb/1.1; +mailto:support@bsky.app)",
+    "Matrix": "Synapse (bot; +https://github.com/matrix-org/synapse)",
+    "Mattermost": "Mattermost-Bot/1.1",
+    "Rocket.Chat": (
+        "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+        "Chrome/41.0.2227.0 Safari/537.36 Rocket.Chat/6.9.0"
+    ),
+    "Viber": "Viber/20.9.0.8 CFNetwork/1410.0.3 Darwin/22.6.0",
+    "LINE": "facebookexternalhit/1.1;line-poker/1.0",
+    "KakaoTalk": "facebookexternalhit/1.1; kakaotalk-scrap/1.0; +https://devtalk.kakao.com/t/scrap/33984",
+    "VK": "Mozilla/5.0 (compatible; vkShare; +http://vk.com/dev/Share)",
+    "Iframely": "Iframely/1.3.1 (+https://iframely.com/docs/about)",
+    "Embedly": "Mozilla/5.0 (compatible; Embedly/0.2; +http://support.embed.ly/)",
+}
+
+# People opening a link inside these apps' own browsers: visits, whatever app name the UA carries.
+IN_APP_BROWSERS = {
+    "Instagram": (
+        "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+        "Mobile/15E148 Instagram 325.0.0.35.91 (iPhone15,2; iOS 17_4; en_US; en; scale=3.00; 1179x2556)"
+    ),
+    "LINE": (
+        "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+        "Mobile/15E148 Safari Line/14.5.0"
+    ),
+    "KakaoTalk": (
+        "Mozilla/5.0 (Linux; Android 14; SM-S918N) AppleWebKit/537.36 (KHTML, like Gecko) "
+        "Chrome/124.0.6367.82 Mobile Safari/537.36 KAKAOTALK 10.7.0"
+    ),
+    "WeChat": (
+        "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+        "Mobile/15E148 MicroMessenger/8.0.49(0x18003137) NetType/WIFI Language/zh_CN"
+    ),
+    "Viber": (
+        "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) "
+        "Chrome/124.0.6367.82 Mobile Safari/537.36 Viber/21.6.0.0"
+    ),
+    "Edge": (
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+        "Chrome/124.0.0.0 Safari/537.36 Edg/124.0.0.0"
+    ),
+}
+
+# Crawlers that index or train, not a person sharing a link.
+CRAWLERS = {
+    "Google-InspectionTool": (
+        "Mozilla/5.0 (compatible; Google-InspectionTool/1.0; +http://www.google.com/bot.html)"
+    ),
+    "Meta training crawler": (
+        "meta-externalagent/1.1 (+https://developers.facebook.com/docs/sharing/webmasters/crawler)"
+    ),
+    "Applebot": APPLEBOT,
+}
+
+
+@pytest.mark.parametrize("ua", DOCUMENTED_PREVIEWS.values(), ids=DOCUMENTED_PREVIEWS.keys())
+def test_every_documented_unfurler_is_a_preview(ua: str) -> None:
+    assert _verdict(ua) == (False, True)
+
+
+@pytest.mark.parametrize("ua", IN_APP_BROWSERS.values(), ids=IN_APP_BROWSERS.keys())
+def test_in_app_browsers_are_visits(ua: str) -> None:
+    assert _verdict(ua) == (False, False)
+
+
+@pytest.mark.parametrize("ua", CRAWLERS.values(), ids=CRAWLERS.keys())
+def test_indexing_crawlers_stay_bots(ua: str) -> None:
+    assert _verdict(ua) == (True, False)
+
+
+def test_every_preview_token_names_its_source_platform() -> None:
+    assert all(token and platform for token, platform in PREVIEW_AGENTS)
+    matched = {
+        token
+        for token, _ in PREVIEW_AGENTS
+        if any(re.search(token, ua, re.I) for ua in DOCUMENTED_PREVIEWS.values())
+    }
+    assert matched == {token for token, _ in PREVIEW_AGENTS}  # every token is exercised above
 
 
 @pytest.mark.parametrize("ua", ["", "   "])

@@ -115,9 +115,44 @@ def test_session_only_operations_say_so(spec: dict[str, Any]) -> None:
     assert spec["paths"]["/{code}"]["get"]["security"] == []
 
 
-def test_docs_page_lists_every_operation_without_external_assets(spec: dict[str, Any]) -> None:
+def test_docs_page_loads_the_vendored_swagger_ui_from_this_origin(spec: dict[str, Any]) -> None:
     page = openapi.render_docs(spec)
+    sources = [s for s in re.findall(r"(?:src|href)='([^']+)'", page) if s != "data:,"]  # empty icon
+    assert sources and all(src.startswith("/") and not src.startswith("//") for src in sources), sources
+    assert "/docs/assets/swagger-ui/swagger-ui-bundle.js?v=" in page and "/docs/assets/docs.js?v=" in page
+    # No inline script: every <script> has a src and an empty body.
+    assert page.count("<script") == page.count("<script src=") == page.count("></script>") == 2
+    for src in sources:
+        if src.startswith("/docs/assets/"):
+            assert (openapi.STATIC_DIR / src.split("?")[0].removeprefix("/docs/assets/")).is_file(), src
+    vendored = openapi.STATIC_DIR / "swagger-ui"
+    assert {"LICENSE", "NOTICE", "VENDORED.md"} <= {p.name for p in vendored.iterdir()}
+    assert openapi.SWAGGER_UI_VERSION in (vendored / "VENDORED.md").read_text()
+
+
+def test_docs_csp_allows_no_inline_script_and_only_the_documented_server() -> None:
+    csp = openapi.docs_csp("https://sho.rt")
+    assert "script-src 'self';" in csp and "unsafe" not in csp
+    assert "connect-src 'self' https://sho.rt;" in csp
+
+
+def test_every_list_answer_is_the_one_envelope(spec: dict[str, Any]) -> None:
+    """A 2xx body with an array at its top level is `{"data": [...], "next_cursor"}`, nothing else."""
+    schemas = spec["components"]["schemas"]
+    lists = []
     for method, path, op in _operations(spec):
-        assert f"id='{op['operationId']}'" in page, (method, path)
-    assert "<script" not in page and "src=" not in page and "stylesheet" not in page
-    assert page.count("<h2 id='tag-") == len(spec["tags"])
+        for status, response in op["responses"].items():
+            schema = response.get("content", {}).get("application/json", {}).get("schema", {})
+            if "$ref" in schema:
+                schema = schemas[schema["$ref"].rsplit("/", 1)[1]]
+            props, required = schema.get("properties", {}), schema.get("required", [])
+            arrays = [
+                k for k, v in props.items() if v.get("type") == "array" and v["items"].get("type") != "string"
+            ]
+            # A wrapper of records: every key it requires is such an array or the cursor (a resource
+            # requires its id; one-time secrets such as recovery codes are strings).
+            if not status.startswith("2") or not arrays or not set(required) <= {*arrays, "next_cursor"}:
+                continue
+            lists.append(f"{method} {path}")
+            assert arrays == ["data"] and set(required) == {"data", "next_cursor"}, (method, path)
+    assert len(lists) >= 17, lists

@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from engine.auth.apikeys import SCOPES
+from engine.auth.api_key_tokens import SCOPES
 from engine.auth.permissions import (
     PERMISSIONS,
     SCOPE_FOR_ACTION,
@@ -229,3 +229,25 @@ def test_roles_and_actions_are_their_stored_strings() -> None:
     assert str(Role.OWNER) == "owner" and f"{Action.LINK_READ}" == "link.read"
     assert {"owner": 1}[Role.OWNER] == 1  # usable wherever the DB string is expected
     assert can(Role("member"), Action("link.create"))
+
+
+def test_grantable_scopes_follow_the_role() -> None:
+    from engine.auth.permissions import check_grant, grantable_scopes
+
+    read = {"links:read", "analytics:read", "domains:read", "workspace:read"}
+    assert grantable_scopes(Role.VIEWER) == read
+    assert grantable_scopes(Role.MEMBER) == read | {"links:write"}
+    assert grantable_scopes(Role.ADMIN) == SCOPES - {"billing:admin"}
+    assert grantable_scopes(Role.OWNER) == SCOPES
+    with pytest.raises(Forbidden) as raised:
+        check_grant(Role.ADMIN, ["links:read", "billing:admin"])
+    assert raised.value.field == "scopes" and "billing:admin" in raised.value.message
+    check_grant(Role.OWNER, sorted(SCOPES))
+
+
+def test_key_limit_never_exceeds_the_plan() -> None:
+    from engine.ratelimit import key_limit
+
+    assert key_limit("free", None) == 60 and key_limit("free", 1_000_000) == 60
+    assert key_limit("free", 10) == 10 and key_limit("business", 3000) == 3000
+    assert key_limit("no-such-plan", None) == 60

@@ -6,10 +6,10 @@ import pytest
 
 from api.redirect import _destination, short_code
 from engine.config import SettingsError, load_settings
+from engine.links.access_cookies import sign_access, verify_access
 from engine.links.admission import LinkState, client_ip, host_blocked, link_state
 from engine.links.cache import ResolvedLink, normalize_host
 from engine.links.models import CachedLink
-from engine.links.passwords import sign_access, verify_access
 
 
 def _link(**overrides: object) -> CachedLink:

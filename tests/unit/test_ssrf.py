@@ -10,15 +10,11 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 import pytest_asyncio
 
+from engine.errors import ValidationFailed
 from engine.links import metadata
-from engine.links.metadata import (
-    FetchFailed,
-    UnsafeDestination,
-    fetch_metadata,
-    is_public_address,
-    parse_metadata,
-    resolve_checked,
-)
+from engine.links.metadata import FetchFailed, fetch_metadata, parse_metadata, resolve_checked
+from engine.outbound import PublicOnlyResolver, UnsafeDestination, is_public_address
+from engine.webhooks.targets import validate_target
 
 PAGE = (
     b"<!doctype html><html><head><meta charset='utf-8'><title> Hello &amp; welcome </title>"
@@ -28,36 +24,82 @@ PAGE = (
 )
 
 
-@pytest.mark.parametrize(
-    "address",
-    [
-        "127.0.0.1",
-        "10.1.2.3",
-        "172.16.0.1",
-        "192.168.1.1",
-        "169.254.169.254",
-        "100.100.100.200",
-        "0.0.0.0",
-        "224.0.0.1",
-        "240.0.0.1",
-        "255.255.255.255",
-        "100.64.0.1",
-        "::1",
-        "fe80::1",
-        "fc00::1",
-        "fd00:ec2::254",
-        "ff02::1",
-        "::ffff:127.0.0.1",
-        "64:ff9b::a00:1",
-        "2002:7f00:1::",
-        "::",
-    ],
-)
+# The one address table every outbound fetch is checked against (engine.outbound).
+NON_PUBLIC = [
+    "127.0.0.1",
+    "10.1.2.3",
+    "172.16.0.1",
+    "192.168.1.1",
+    "169.254.169.254",
+    "169.254.170.2",
+    "100.100.100.200",
+    "0.0.0.0",
+    "224.0.0.1",
+    "240.0.0.1",
+    "255.255.255.255",
+    "100.64.0.1",
+    "192.0.2.1",
+    "198.18.0.1",
+    "::1",
+    "::",
+    "fe80::1",
+    "fc00::1",
+    "fd00:ec2::254",
+    "ff02::1",
+    "::ffff:127.0.0.1",  # IPv4-mapped
+    "::ffff:10.0.0.1",
+    "::127.0.0.1",  # IPv4-compatible (deprecated)
+    "64:ff9b::7f00:1",  # NAT64 of 127.0.0.1
+    "64:ff9b::a00:1",
+    "64:ff9b:1::a00:1",  # local-use NAT64
+    "2002:7f00:1::",  # 6to4 of 127.0.0.1
+    "2002:a9fe:a9fe::1",  # 6to4 of 169.254.169.254
+    "2001:0:4136:e378:8000:63bf:80ff:fffe",  # Teredo, client 127.0.0.1
+]
+PUBLIC = ["93.184.216.34", "8.8.8.8", "2606:4700:4700::1111", "2002:5db8:d822::1"]
+
+
+def _url(address: str) -> str:
+    return f"http://[{address}]/" if ":" in address else f"http://{address}/"
+
+
+@pytest.mark.parametrize("address", NON_PUBLIC)
 def test_non_public_addresses_are_refused(address: str) -> None:
     assert not is_public_address(ipaddress.ip_address(address))
 
 
-@pytest.mark.parametrize("address", ["93.184.216.34", "8.8.8.8", "2606:4700:4700::1111"])
+@pytest.mark.parametrize("address", NON_PUBLIC)
+async def test_every_outbound_fetch_refuses_the_same_addresses(address: str) -> None:
+    """Link previews and webhooks (on save and before each delivery) share the guard."""
+    with pytest.raises(UnsafeDestination):
+        await resolve_checked(address, 80, "production")
+    with pytest.raises(ValidationFailed) as refused:
+        await validate_target(_url(address), allow_private=False)
+    assert refused.value.field == "url" and "LINKRIFT_WEBHOOK_ALLOW_PRIVATE" in refused.value.message
+    assert await validate_target(_url(address), allow_private=True) == _url(address)
+
+
+@pytest.mark.parametrize("address", NON_PUBLIC)
+async def test_webhook_connections_resolve_only_to_public_addresses(
+    monkeypatch: pytest.MonkeyPatch, address: str
+) -> None:
+    """At delivery a name is resolved once more, by the connection itself: DNS rebinding to an
+    internal address after the check is refused too."""
+
+    async def rebound(host: str, port: int, **_: object) -> list[tuple[object, ...]]:
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        return [(family, socket.SOCK_STREAM, 6, "", (address, port, 0, 0)[: 4 if ":" in address else 2])]
+
+    monkeypatch.setattr(asyncio.get_running_loop(), "getaddrinfo", rebound)
+    resolver = PublicOnlyResolver()
+    try:
+        with pytest.raises(OSError, match="non-public"):
+            await resolver.resolve("hooks.example", 443, socket.AF_UNSPEC)
+    finally:
+        await resolver.close()
+
+
+@pytest.mark.parametrize("address", PUBLIC)
 def test_public_addresses_pass(address: str) -> None:
     assert is_public_address(ipaddress.ip_address(address))
 

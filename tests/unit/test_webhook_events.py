@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import ipaddress
 import random
 
 import pytest
 
 from engine.auth import webhook_signing
 from engine.errors import ValidationFailed
+from engine.outbound import is_public_address
 from engine.webhooks.delivery import retry_delay, signature_header
 from engine.webhooks.events import from_link_change, validate_events
-from engine.webhooks.targets import is_public_address, validate_url_shape
+from engine.webhooks.targets import validate_url_shape
 
 
 def test_validate_events() -> None:
@@ -60,7 +62,7 @@ def test_retry_delay_schedule_and_jitter() -> None:
     ],
 )
 def test_public_addresses(address: str, public: bool) -> None:
-    assert is_public_address(address) is public
+    assert is_public_address(ipaddress.ip_address(address)) is public
 
 
 @pytest.mark.parametrize(
@@ -82,7 +84,7 @@ def test_rotation_header_verifies_with_either_secret() -> None:
 
 
 def test_qr_and_bio_items_from_feed_clicks() -> None:
-    from engine.webhooks.clicks import bio_click, qr_scan
+    from engine.webhooks.click_batches import bio_click, qr_scan
 
     click = {
         "event_id": "e1", "ts": 1700000000.5, "link_id": "L", "short_code": "abc", "kind": "qr",

@@ -3,7 +3,11 @@
 Every click is first appended to a local journal (one `os.write` of one orjson line to an
 append-only segment file; no fsync on the hot path, a background fsync every second), then
 queued in memory for the producer. A segment file is deleted once every click in it was
-acknowledged by the broker. So:
+acknowledged by the broker *and* the worker has made it durable downstream: the click consumer
+group's committed offset is past the offsets the broker gave the segment's clicks, in the same
+incarnation (topic id) of clicks.raw (`ClickJournal.release`, fed by `DurabilityWatch`). A broker
+that loses its log (memory storage restarted, a topic re-created) therefore loses no click: the
+segments acknowledged by the lost incarnation are sent again. So:
 
 - the broker is down → the producer marks itself degraded, drops its in-memory queue (every click
   is already on disk) and, once the broker answers, replays the segments in order;
@@ -23,6 +27,7 @@ import functools
 import logging
 import os
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +35,16 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner, murmur2
 
-from api.metrics import CLICKS_PRODUCED, CLICKS_REPLAYED, CLICKS_SPOOLED, SPOOL_DEPTH
+from api.metrics import (
+    BACKEND_ERRORS,
+    BACKEND_LATENCY,
+    CLICKS_PRODUCED,
+    CLICKS_REPLAYED,
+    CLICKS_SPOOLED,
+    SPOOL_DEPTH,
+)
 from engine.clicks.models import RawClick
+from engine.kafka import TopicIds
 
 log = logging.getLogger(__name__)
 MAX_BATCH = 2000
@@ -42,6 +55,9 @@ FSYNC_INTERVAL = 1.0
 # most, per broker) costs the api ~100-200 µs of CPU: 2 ms meant hundreds of requests a second.
 LINGER_MS = 10
 _DEFAULT_PARTITIONER = DefaultPartitioner()
+_WAKE = (-1, b"", b"")  # wakes a sender waiting on a queue that _degrade replaced
+PRODUCE_LATENCY = BACKEND_LATENCY.labels("kafka_producer")
+PRODUCE_ERRORS = BACKEND_ERRORS.labels("kafka_producer")
 
 
 @functools.lru_cache(maxsize=65536)
@@ -82,6 +98,12 @@ class ClickJournal:
         self._fd = self._open(self._segment)
         self._size = 0
         self._dirty = False
+        # Per segment, the highest offset per (clicks.raw incarnation, partition) the broker gave
+        # its acknowledged clicks: the segment stays until the click consumer group committed past
+        # each (`release`). Segments acknowledged without offsets are not held.
+        self._held: dict[int, dict[tuple[str, int], int]] = {}
+        # The clicks.raw topic id last seen by `release` ("" before, or without topic ids).
+        self.incarnation = ""
 
     def _path(self, segment: int) -> Path:
         return self.directory / f"{segment:012d}.jsonl"
@@ -105,6 +127,19 @@ class ClickJournal:
             self.rotate()
         return segment
 
+    def append_many(self, lines: list[bytes]) -> int:
+        """Write several clicks in one write call (the front's group per event-loop turn);
+        return their segment."""
+        data = b"\n".join(lines) + b"\n"
+        os.write(self._fd, data)
+        self._size += len(data)
+        self._outstanding[self._segment] += len(lines)
+        self._dirty = True
+        segment = self._segment
+        if self._size >= self.segment_bytes:
+            self.rotate()
+        return segment
+
     def rotate(self) -> int:
         """Close the current segment and start a new one; return the closed segment."""
         closed = self._segment
@@ -115,18 +150,79 @@ class ClickJournal:
         self._maybe_delete(closed)
         return closed
 
-    def ack(self, segment: int, count: int) -> None:
+    def ack(
+        self,
+        segment: int,
+        count: int,
+        *,
+        offsets: Mapping[int, int] | None = None,
+        incarnation: str | None = None,
+    ) -> None:
+        """`count` clicks of `segment` were acknowledged by the broker. `offsets`: the highest
+        offset per partition among them (or among a batch holding them), `incarnation`: the
+        clicks.raw topic id known *before* they were sent; with them, the segment is kept until
+        `release` finds those offsets durable downstream."""
         if self._outstanding.get(segment, 0) > 0:
             self._outstanding[segment] -= count
+        self._hold(segment, offsets, incarnation)
         self._maybe_delete(segment)
 
-    def done(self, segment: int) -> None:
+    def done(
+        self,
+        segment: int,
+        *,
+        offsets: Mapping[int, int] | None = None,
+        incarnation: str | None = None,
+    ) -> None:
         """Every click of a (closed) segment was acknowledged, e.g. after a replay."""
         self._outstanding[segment] = 0
+        self._hold(segment, offsets, incarnation)
         self._maybe_delete(segment)
 
+    def _hold(self, segment: int, offsets: Mapping[int, int] | None, incarnation: str | None) -> None:
+        if not offsets:
+            return
+        held = self._held.setdefault(segment, {})
+        for partition, offset in offsets.items():
+            key = (incarnation if incarnation is not None else self.incarnation, partition)
+            held[key] = max(offset, held.get(key, -1))
+
+    def release(self, incarnation: str, committed: Mapping[int, int]) -> bool:
+        """Forget what the click consumer group made durable: `committed` is its next offset per
+        partition of clicks.raw, whose topic id is `incarnation`. Segments acknowledged by another
+        incarnation (the topic was re-created, or the broker lost it) are marked to be sent
+        again; returns True if there are any."""
+        self.incarnation = incarnation
+        stale = False
+        for segment in list(self._held):
+            held = self._held[segment]
+            if any(not inc for inc, _ in held):
+                # Sent before any topic id was known (the first moments of a process): taken to be
+                # in the first incarnation seen.
+                for inc, partition in [k for k in held if not k[0]]:
+                    offset = held.pop((inc, partition))
+                    key = (incarnation, partition)
+                    held[key] = max(offset, held.get(key, -1))
+            if any(inc != incarnation for inc, _ in held):
+                # Nothing says the worker got them: send the whole segment again (the worker
+                # drops the copies it has). Closed first: new clicks go to a new segment.
+                if segment == self._segment:
+                    self.rotate()
+                del self._held[segment]
+                self._outstanding[segment] = -1
+                stale = True
+                continue
+            for key in [k for k, offset in held.items() if committed.get(k[1], -1) > offset]:
+                del held[key]
+            if not held:
+                del self._held[segment]
+                self._maybe_delete(segment)
+        if self._size and self._outstanding.get(self._segment) == 0 and self._segment not in self._held:
+            self.rotate()  # the current segment is all durable: start a new one, drop this one
+        return stale
+
     def _maybe_delete(self, segment: int) -> None:
-        if segment != self._segment and self._outstanding.get(segment) == 0:
+        if segment != self._segment and self._outstanding.get(segment) == 0 and segment not in self._held:
             del self._outstanding[segment]
             with contextlib.suppress(FileNotFoundError):
                 self._path(segment).unlink()
@@ -148,6 +244,10 @@ class ClickJournal:
         """Clicks not yet acknowledged (recovered segments counted by their lines)."""
         return sum(n if n >= 0 else len(self.read(s)) for s, n in self._outstanding.items())
 
+    def held(self) -> int:
+        """Segments acknowledged by the broker but not yet known durable downstream."""
+        return len(self._held)
+
     def sync(self) -> None:
         if self._dirty:
             self._dirty = False
@@ -160,7 +260,7 @@ class ClickJournal:
         os.close(self._lock_fd)
 
     def _maybe_delete_current_if_empty(self) -> None:
-        if self._outstanding.get(self._segment) == 0:
+        if self._outstanding.get(self._segment) == 0 and self._segment not in self._held:
             with contextlib.suppress(FileNotFoundError):
                 self._path(self._segment).unlink()
 
@@ -176,14 +276,41 @@ def open_journal(root: Path, slots: int = 64) -> ClickJournal:
     raise JournalInUse(f"all {slots} click journal slots under {root} are in use")
 
 
+async def fsync_forever(journal: ClickJournal, depth: Callable[[], int]) -> None:
+    """Every FSYNC_INTERVAL: fsync the journal off the loop and report the spool depth (on the
+    loop: the journal's bookkeeping is not thread-safe). Both click producers run this."""
+    while True:
+        await asyncio.sleep(FSYNC_INTERVAL)
+        await asyncio.to_thread(journal.sync)
+        SPOOL_DEPTH.set(depth())
+
+
+async def start_release(watch: DurabilityWatch | None) -> list[asyncio.Task[None]]:
+    """The journal's release task (segments go once the worker committed past them), after a first
+    check; none without a consumer group to watch."""
+    if watch is None:
+        return []
+    await watch.first_check()
+    return [asyncio.create_task(watch.run(), name="click-journal-release")]
+
+
 class ClickEmitter:
     def __init__(
-        self, bootstrap: str, topic: str, journal: ClickJournal, *, idempotence: bool = False
+        self,
+        bootstrap: str,
+        topic: str,
+        journal: ClickJournal,
+        *,
+        idempotence: bool = False,
+        group: str | None = None,
     ) -> None:
         self.bootstrap = bootstrap
         self.topic = topic
         self.journal = journal
         self.idempotence = idempotence
+        # The click consumer group: with it, journal segments are kept until it committed past
+        # them (DurabilityWatch); without it, until the broker acknowledged them.
+        self.watch = DurabilityWatch(bootstrap, topic, group, journal, self._degrade) if group else None
         # (journal segment, key, serialized click): a click is serialized once, on emit.
         self.queue: asyncio.Queue[tuple[int, bytes, bytes]] = asyncio.Queue()
         self.producer: AIOKafkaProducer | None = None
@@ -204,14 +331,9 @@ class ClickEmitter:
     async def start(self) -> None:
         self._tasks = [
             asyncio.create_task(self._run(), name="click-emitter"),
-            asyncio.create_task(self._fsync_loop(), name="click-journal-fsync"),
+            asyncio.create_task(fsync_forever(self.journal, self.depth), name="click-journal-fsync"),
+            *await start_release(self.watch),
         ]
-
-    async def _fsync_loop(self) -> None:
-        while True:
-            await asyncio.sleep(FSYNC_INTERVAL)
-            await asyncio.to_thread(self.journal.sync)
-            SPOOL_DEPTH.set(self.depth())  # on the loop: the journal's bookkeeping is not thread-safe
 
     async def _connect(self) -> AIOKafkaProducer:
         while True:
@@ -237,33 +359,43 @@ class ClickEmitter:
             self.degraded = True
             # Every queued click is in the journal already; the replay will send it in order.
             dropped = self.queue.qsize()
-            self.queue = asyncio.Queue()
+            old, self.queue = self.queue, asyncio.Queue()
+            old.put_nowait(_WAKE)  # the sender may be waiting on the old queue (DurabilityWatch)
             CLICKS_SPOOLED.inc(dropped)
 
-    async def _send(self, producer: AIOKafkaProducer, values: list[bytes], keys: list[bytes]) -> None:
-        """Produce the clicks in order per partition and wait until the broker has all of them.
+    async def _send(
+        self, producer: AIOKafkaProducer, values: list[bytes], keys: list[bytes]
+    ) -> dict[int, int]:
+        """Produce the clicks in order per partition and wait until the broker has all of them;
+        returns the highest offset the broker gave them per partition.
 
         Built into one record batch per partition (`create_batch`/`send_batch`) instead of one
         `send` per click: aiokafka's per-message path costs the api several µs a click. The
         partition is the one `cached_partitioner` (Kafka's default) picks for the link id."""
         partitions = sorted(await producer.partitions_for(self.topic))
         builders: dict[int, Any] = {}
-        futures = []
+        futures: list[tuple[int, Any]] = []
         for key, value in zip(keys, values, strict=True):
             partition = partitions[_key_hash(key) % len(partitions)]
             builder = builders.get(partition)
             if builder is None:
                 builder = builders[partition] = producer.create_batch()
             if builder.append(key=key, value=value, timestamp=None) is None:  # full: send it
-                futures.append(await producer.send_batch(builder, self.topic, partition=partition))
+                count = builder.record_count()
+                futures.append((count, await producer.send_batch(builder, self.topic, partition=partition)))
                 builder = builders[partition] = producer.create_batch()
                 builder.append(key=key, value=value, timestamp=None)
         for partition, builder in builders.items():
-            futures.append(await producer.send_batch(builder, self.topic, partition=partition))
+            count = builder.record_count()
+            futures.append((count, await producer.send_batch(builder, self.topic, partition=partition)))
         # In order, not asyncio.gather: once the first is done the rest mostly are, and awaiting a
         # done future costs nothing, while gather puts a callback on every future (~1 µs a click).
-        for future in futures:
-            await future
+        offsets: dict[int, int] = {}
+        for count, future in futures:
+            meta = await future
+            last = meta.offset + count - 1  # a batch's offset is its first record's
+            offsets[meta.partition] = max(last, offsets.get(meta.partition, -1))
+        return offsets
 
     async def _replay(self, producer: AIOKafkaProducer) -> None:
         """Send every journaled segment in order, then switch back to the in-memory path."""
@@ -277,11 +409,16 @@ class ClickEmitter:
                 return
             for segment in pending:
                 lines = self.journal.read(segment)
+                incarnation = self.journal.incarnation
+                offsets: dict[int, int] = {}
                 for start in range(0, len(lines), MAX_BATCH):
                     chunk = lines[start : start + MAX_BATCH]
                     keys = [RawClick.loads(v).link_id.encode() for v in chunk]
-                    await self._send(producer, chunk, keys)
-                self.journal.done(segment)
+                    for partition, offset in (await self._send(producer, chunk, keys)).items():
+                        offsets[partition] = max(offset, offsets.get(partition, -1))
+                self.journal.done(
+                    segment, offsets=offsets if self.watch is not None else None, incarnation=incarnation
+                )
                 CLICKS_REPLAYED.inc(len(lines))
                 log.info("replayed journaled clicks segment=%d count=%d", segment, len(lines))
 
@@ -296,23 +433,32 @@ class ClickEmitter:
                     if self._stopping:
                         return
                     item = await self.queue.get()
+                    if self.degraded:
+                        continue  # woken by _degrade: everything queued is in the journal
                     self.queue.put_nowait(item)
                 batch = [self.queue.get_nowait() for _ in range(min(MAX_BATCH, self.queue.qsize()))]
                 self._inflight = len(batch)
+                incarnation = self.journal.incarnation  # before sending: see ClickJournal.ack
+                started = time.perf_counter()
                 try:
-                    await self._send(producer, [line for _, _, line in batch], [key for _, key, _ in batch])
+                    offsets = await self._send(
+                        producer, [line for _, _, line in batch], [key for _, key, _ in batch]
+                    )
+                    PRODUCE_LATENCY.observe(time.perf_counter() - started)
                 except (KafkaError, OSError) as exc:
+                    PRODUCE_ERRORS.inc()
                     log.warning("click produce failed, journaling count=%d error=%s", len(batch), exc)
                     self._degrade()
                     await asyncio.sleep(0.5)
                     continue
                 finally:
                     self._inflight = 0
+                held = offsets if self.watch is not None else None  # kept until durable
                 acked: dict[int, int] = {}
                 for segment, _, _ in batch:
                     acked[segment] = acked.get(segment, 0) + 1
                 for segment, count in acked.items():
-                    self.journal.ack(segment, count)
+                    self.journal.ack(segment, count, offsets=held, incarnation=incarnation)
                 CLICKS_PRODUCED.inc(len(batch))
             except asyncio.CancelledError:
                 raise
@@ -321,8 +467,10 @@ class ClickEmitter:
                 self._degrade()
                 await asyncio.sleep(0.5)
 
-    async def stop(self, within: float = 5.0) -> None:
-        """Try to hand queued clicks to the broker; whatever is left stays in the journal."""
+    async def stop(self, within: float = 5.0, durable_within: float = 5.0) -> None:
+        """Try to hand queued clicks to the broker, then (with a consumer group) wait up to
+        `durable_within` for the worker to make them durable; whatever is left stays in the
+        journal and is sent again by the next start."""
         self._stopping = True
         deadline = time.monotonic() + within
         # Two conditions owned by the sender task; a short poll during shutdown is simplest.
@@ -330,6 +478,17 @@ class ClickEmitter:
             if time.monotonic() > deadline:
                 break
             await asyncio.sleep(0.01)
+        if self.watch is not None and not self.degraded:
+            deadline = time.monotonic() + durable_within
+            while self.journal.held():
+                if time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(0.05)
+            if self.journal.held():
+                log.warning(
+                    "click journal: %d segments not yet durable downstream at stop; the next start "
+                    "sends them again", self.journal.held(),
+                )  # fmt: skip
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -341,3 +500,69 @@ class ClickEmitter:
 
     def depth(self) -> int:
         return self.journal.depth()
+
+
+# How often the api asks the broker what the click consumer group has committed.
+RELEASE_INTERVAL = 0.5
+
+
+class DurabilityWatch:
+    """Tells the journal what the worker made durable: every RELEASE_INTERVAL, the click consumer
+    group's committed offsets and the topic id of clicks.raw (`ClickJournal.release`). Segments
+    acknowledged by another incarnation of the topic are sent again (`on_stale`)."""
+
+    def __init__(
+        self,
+        bootstrap: str,
+        topic: str,
+        group: str,
+        journal: ClickJournal,
+        on_stale: Callable[[], None],
+    ) -> None:
+        self.bootstrap = bootstrap
+        self.topic = topic
+        self.group = group
+        self.journal = journal
+        self.on_stale = on_stale
+
+    async def first_check(self, within: float = 3.0) -> None:
+        """Learn the topic id before the first click is sent (best effort: the broker may be down)."""
+        ids = TopicIds(self.bootstrap)
+        try:
+            await asyncio.wait_for(self.check(ids), within)
+        except (KafkaError, OSError, TimeoutError) as exc:
+            log.info("click journal: topic id not known at start error=%r", exc)
+        finally:
+            await ids.close()
+
+    async def run(self) -> None:
+        ids = TopicIds(self.bootstrap)
+        try:
+            while True:
+                try:
+                    await asyncio.wait_for(self.check(ids), 10.0)
+                except Exception as exc:  # the watch must outlive any broker answer
+                    log.warning("click journal release check failed error=%r", exc)
+                    await ids.close()
+                await asyncio.sleep(RELEASE_INTERVAL)
+        finally:
+            await ids.close()
+
+    async def check(self, ids: TopicIds) -> None:
+        topic_id = (await ids.get([self.topic])).get(self.topic, "")
+        if not self.journal.held() or not topic_id:
+            # Nothing waits for the worker, or the topic is missing right now (being created
+            # again?): keep the incarnation current for the next acks, release nothing.
+            self.journal.incarnation = topic_id
+            return
+        offsets = await ids.committed(self.group, self.topic, ids.partitions.get(self.topic, 0))
+        # Only offsets committed for this incarnation: the worker puts the topic id in the commit's
+        # metadata. A broker that keeps no metadata (tansu answers "") must drop a deleted topic's
+        # group offsets, as Apache Kafka and tansu do (checked for tansu 0.6).
+        committed = {p: offset for p, (offset, metadata) in offsets.items() if metadata in (topic_id, "")}
+        if self.journal.release(topic_id, committed):
+            log.warning(
+                "clicks.raw %s is another incarnation (id %s): journaled clicks it acknowledged "
+                "are sent again", self.topic, topic_id or "?",
+            )  # fmt: skip
+            self.on_stale()

@@ -23,20 +23,31 @@ import functools
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
 import faust
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaConnectionError, KafkaError
+from aiokafka.structs import OffsetAndMetadata
 from prometheus_client import Counter, Gauge, Histogram
 
 from engine.clicks.counting import LinkStats, count_click, is_resent, source_key, variant_key
 from engine.clicks.models import EnrichedClick, RawClick
-from engine.kafka import ensure_topics
+from engine.kafka import TopicIds, ensure_topics
 from engine.links.enforcement import LinkLimits, load_limits, mark_exhausted, needs_exhausted_event
+
+# Key prefixes of the per-partition click state (streams/click_state.py): engine/naming.py.
+from engine.naming import STATE_EVENT as EVENT
+from engine.naming import STATE_EXPIRY as EXPIRY
+from engine.naming import STATE_INCARNATION as INCARNATION
+from engine.naming import STATE_PROGRESS as PROGRESS
+from engine.naming import STATE_STATS as STATS
+from engine.naming import STATE_SUNK as SUNK
+from engine.naming import STATE_VISITOR as VISITOR
+from engine.naming import STATE_WORKSPACE as WORKSPACE
 from engine.records import uuid_or_none
 from streams.agents.common import (
     CONSUMER_LAG,
@@ -44,9 +55,12 @@ from streams.agents.common import (
     HEARTBEAT_INTERVAL_SECONDS,
     REBALANCE_TIMEOUT_SECONDS,
     SESSION_TIMEOUT_SECONDS,
+    on_shutdown,
+    task,
     until_written,
 )
 from streams.click_state import ClickState
+from streams.metrics import CLICK_LAG_TOTAL, CLICKHOUSE_LAST_WRITE, WORKER_READY
 from streams.resources import WorkerResources
 
 log = logging.getLogger(__name__)
@@ -73,6 +87,17 @@ GAP_RECORDS = Counter(
     "linkrift_click_gap_records_total",
     "Raw clicks re-read because the group's committed offset was past the last one sunk",
 )
+INCARNATIONS = Counter(
+    "linkrift_broker_incarnations_total",
+    "Topics found to be another incarnation (deleted and created again, or a broker that lost them) "
+    "than the one the worker's state knew",
+    ["topic"],
+)
+CLICKS_UNCERTAIN = Counter(
+    "linkrift_clicks_resent_uncertain_total",
+    "Re-sent copies of clicks whose first copy was counted but may not have reached the sinks "
+    "before its topic incarnation was lost: written to the sinks that lack their event id",
+)
 
 # Event ids are remembered this long; a re-send arrives within seconds (the api's spool replays
 # within hours at worst), so a day keeps dropping copies exact.
@@ -82,15 +107,23 @@ LIMITS_TTL_SECONDS = 30.0
 # After the first records of a batch arrive, keep collecting while more come within this long.
 FOLLOW_UP_MS = 20
 COMMIT_TIMEOUT_SECONDS = 2.0
+# After the broker did not answer a lag measurement's ListOffsets, the next asks this much later.
+LAG_OFFSETS_BACKOFF_SECONDS = 10.0
+DRAIN_TIMEOUT_SECONDS = 20.0
+# How often the topics' incarnation is checked when no batch asks for it.
+IDLE_CHECK_SECONDS = 1.0
 
-# Key prefixes in a partition's store (streams.click_state); the partition is implicit.
-STATS = "s:"  # s:{link_id} -> LinkStats dict
-VISITOR = "v:"  # v:{link_id}:{visitor_id} -> offset of the visitor's first click
-EVENT = "e:"  # e:{link_id}:{event_id} -> [offset, ts] of the first copy of a click
-WORKSPACE = "w:"  # w:{workspace_id} -> {"count", "offset"}: the workspace's share of this partition
-EXPIRY = "x:"  # x:{minute}:{e-key} -> b"": local only, orders event ids by time for pruning
-PROGRESS = "p"  # last clicks.raw offset applied to the tables
-SUNK = "k"  # last clicks.raw offset ClickHouse and PostgreSQL are known to have
+
+# Positions: offsets in clicks.raw made monotonic across incarnations of the topic. The position
+# of a record is `epoch << EPOCH_SHIFT | offset`, epoch counting the incarnations this partition's
+# state has seen (0 for the first, so positions are offsets until a topic is re-created). Every
+# watermark (the tables' replay guards, ClickHouse's kafka_offset, the feed offsets) holds
+# positions, so a new incarnation's offsets 0, 1, ... come after everything before.
+EPOCH_SHIFT = 44
+
+
+class IncarnationChanged(RuntimeError):
+    """clicks.raw is not the topic the consumer's positions refer to any more."""
 
 
 @functools.lru_cache(maxsize=65_536)
@@ -131,13 +164,38 @@ def expiry_key(ts: float, event_key: str) -> str:
     return f"{EXPIRY}{minute:010d}:{event_key}"
 
 
+def in_ranges(position: int, ranges: list[list[int]]) -> bool:
+    return any(lo < position <= hi for lo, hi in ranges)
+
+
 @dataclass
 class SinkJob:
     rows: list[tuple[int, int, EnrichedClick]]
     touched: dict[str, LinkStats]
-    # Highest source offset per partition in the batch (the tables' new `p`): recorded as sunk
+    # Highest source position per partition in the batch (the tables' new `p`): recorded as sunk
     # and committed once the sinks have it.
     offsets: dict[int, int]
+    # Re-sent copies whose first copy may not have reached the sinks (its incarnation was lost):
+    # written where their event id is missing.
+    uncertain: list[tuple[int, int, EnrichedClick]] = field(default_factory=list)
+    first_request_id: str = ""
+
+    def describe(self) -> str:
+        """The batch's clicks for a log line: count, offsets and the first event / request ids."""
+        if not self.rows:
+            return "clicks=0"
+        head = self.rows[0][2]
+        return (
+            f"clicks={len(self.rows)} offsets={ {p: o for p, o in sorted(self.offsets.items())} } "
+            f"first_event_id={head.event_id} first_request_id={self.first_request_id or '-'}"
+        )
+
+
+def _ids(raw: RawClick | None) -> tuple[str, str]:
+    """(event_id, request_id) of a click for log lines, "-" where unknown."""
+    if raw is None:
+        return "-", "-"
+    return str(raw.event_id or "-")[:64], str(raw.request_id or "-")[:128]
 
 
 class ClickProcessor:
@@ -151,8 +209,10 @@ class ClickProcessor:
         self.last_prune = 0.0
         self.limits: dict[str, LinkLimits] = {}
         res.link_limits = self.limits
-        # Highest offset per partition the sinks finished, not yet written to the tables.
+        # Highest position per partition the sinks finished, not yet written to the tables.
         self.sunk: dict[int, int] = {}
+        # Per partition, the uncertain position ranges of its incarnation record.
+        self.uncertain: dict[int, list[list[int]]] = {}
 
     def index_partition(self, partition: int) -> None:
         """Rebuild a recovered partition's expiry index (RocksDB only: the changelog holds the
@@ -175,6 +235,8 @@ class ClickProcessor:
         new_visitors: dict[tuple[int, str], int] = {}
         new_ids: dict[tuple[int, str], list[Any]] = {}
         rows: list[tuple[int, int, EnrichedClick]] = []
+        uncertain: list[tuple[int, int, EnrichedClick]] = []
+        first_request_id = ""
         fresh: list[EnrichedClick] = []
         applied_upto: dict[int, int] = {}
         enrich = res.enricher.enrich
@@ -192,13 +254,32 @@ class ClickProcessor:
             if raw is None or not well_formed(raw):
                 # One bad record must not fail its batch forever (a poison pill): count and skip.
                 CLICKS_MALFORMED.inc()
-                log.warning("dropping malformed click partition=%s offset=%s", partition, offset)
+                log.warning(
+                    "dropping malformed click partition=%s offset=%s event_id=%s request_id=%s",
+                    partition, offset, *_ids(raw),
+                )  # fmt: skip
                 continue
             link_id = raw.link_id
             id_key = (partition, f"{EVENT}{link_id}:{raw.event_id}")
             seen = new_ids[id_key] if id_key in new_ids else state.get(partition, id_key[1])
             if is_resent(seen[0] if seen else None, offset):
+                if in_ranges(seen[0], self.uncertain.get(partition, ())):  # type: ignore[arg-type]
+                    # Counted when first seen, in an incarnation that is gone, maybe before the
+                    # sinks had it: the sinks decide by event id (the tables stay as they are).
+                    first = state.get(partition, f"{VISITOR}{link_id}:{raw.visitor_id}")
+                    uncertain.append((partition, offset, enrich(raw, is_unique=first == seen[0])))
+                    CLICKS_UNCERTAIN.inc()
+                    log.info(
+                        "re-sent click from a lost incarnation, to the sinks that lack it "
+                        "partition=%s position=%s event_id=%s request_id=%s",
+                        partition, offset, *_ids(raw),
+                    )  # fmt: skip
+                    continue
                 CLICKS_RESENT.inc()
+                log.info(
+                    "dropping re-sent click partition=%s offset=%s event_id=%s request_id=%s",
+                    partition, offset, *_ids(raw),
+                )  # fmt: skip
                 continue
             if seen is None:
                 new_ids[id_key] = [offset, raw.ts]
@@ -223,6 +304,8 @@ class ClickProcessor:
                 variant=variant_key(raw.rule_id, raw.variant),
                 source=source_key(raw.kind, raw.qr_code_id, raw.bio_link_id),
             )
+            if not rows:
+                first_request_id = raw.request_id
             rows.append((partition, offset, click))
             ws_key = (raw.workspace_id, partition)
             ws = ws_state.get(ws_key)
@@ -267,13 +350,13 @@ class ClickProcessor:
         # publishes the rows past its own per-partition offset, so a replay after a crash before
         # this point publishes what the crash kept from them, and nothing twice.
         ws_counts = {k: v["count"] for k, v in ws_state.items()}
-        await until_written("redis", lambda: res.mirror.write(touched, ws_counts, rows))
+        await until_written("redis", lambda: res.mirror.write(touched, ws_counts, rows, uncertain))
         now = time.time()
         for click in fresh:
             FRESHNESS.observe(max(0.0, now - click.ts))
         AGENT_EVENTS.labels("clicks").inc(len(records))
         DEDUP_SIZE.set(sum(self.dedup_entries.values()))
-        return SinkJob(rows, touched, applied_upto)
+        return SinkJob(rows, touched, applied_upto, uncertain, first_request_id)
 
     async def sink(self, job: SinkJob) -> None:
         """The batch into ClickHouse and PostgreSQL. The sinks recognise replays by their own
@@ -281,14 +364,18 @@ class ClickProcessor:
         CONFLICT, GREATEST counters), never by Redis, and `rows` holds replayed clicks too: a crash
         after the mirror still gets every row into both when the batch is replayed. Each store is
         retried until it has the batch: its offsets are committed only after this returns."""
-        res, rows, touched = self.res, job.rows, job.touched
-        if rows:
+        res, rows, touched, uncertain = self.res, job.rows, job.touched, job.uncertain
+        if rows or uncertain:
             started = time.perf_counter()
-            written = await until_written("clickhouse", lambda: res.ch_sink.write(rows))
+            written = await until_written(
+                "clickhouse", lambda: res.ch_sink.write(rows, uncertain), job.describe
+            )
             SINK_LATENCY.observe(time.perf_counter() - started)
+            CLICKHOUSE_LAST_WRITE.set(time.time())
             SINK_BATCH.observe(written)
-            clicks = [click for _, _, click in rows]
-            await until_written("postgres", lambda: res.pg_sink.write(clicks))
+            # PostgreSQL's clicks are idempotent by event id: an uncertain copy goes in as it is.
+            clicks = [click for _, _, click in (*rows, *uncertain)]
+            await until_written("postgres", lambda: res.pg_sink.write(clicks), job.describe)
         await until_written("postgres_counters", lambda: res.pg_sink.write_counters(touched))
         CLICKS_PROCESSED.inc(len(rows))
         for partition, offset in job.offsets.items():
@@ -357,22 +444,42 @@ class ClickConsumer:
         settings = res.settings
         self.res = res
         self.topic = res.topics.clicks_raw
-        self.group = f"{settings.namespace}-clicks"
+        self.group = res.topics.clicks_group
         self.batch_size = settings.sink_batch_size
         self.batch_seconds = settings.sink_batch_seconds
-        self.state = ClickState(settings.kafka_bootstrap, res.topics.clicks_state, datadir)
+        self.changelog = res.topics.clicks_state
+        self.state = ClickState(settings.kafka_bootstrap, self.changelog, datadir)
         self.processor = ClickProcessor(res, self.state)
+        self.topic_ids = TopicIds(settings.kafka_bootstrap)
+        # The ids of clicks.raw and of the changelog the consumer's positions and stores refer to.
+        self.source_id: str | None = None
+        self.changelog_id: str | None = None
+        # Per owned partition, its epoch << EPOCH_SHIFT: position = base + offset.
+        self.base: dict[int, int] = {}
         self.consumer: AIOKafkaConsumer | None = None
         # Held while a batch is processed; a rebalance waits for it.
         self.lock = asyncio.Lock()
         self.owned: set[int] = set()
         self.generation = 0  # assignments seen; a batch collected across one is dropped
         self.failed: BaseException | None = None  # set when an assignment could not be set up
-        # Per owned partition, the next offset the tables expect (None: from the beginning).
+        self.draining = False  # a clean stop is under way: no new batch is started
+        self.checked_at = 0.0  # loop time of the last incarnation check
+        # Per owned partition, the next position the tables expect (None: from the beginning).
         self.next_offsets: dict[int, int | None] = {}
         self.sink_queue: asyncio.Queue[SinkJob] = asyncio.Queue(maxsize=1)
         # Highest offset per partition the sinks finished, not yet committed to the group.
         self.to_commit: dict[int, int] = {}
+        # Lag (see `_measure_lag`): per owned partition the next offset the sinks do not have
+        # yet (None: from the beginning), the highest offset + 1 fetched, and the last log end.
+        self.sunk_next: dict[int, int | None] = {}
+        self.fetched_end: dict[int, int] = {}
+        self.log_end: dict[int, int] = {}
+        self.lag_interval = settings.consumer_lag_interval_seconds
+        self.stall_seconds = settings.worker_stall_seconds
+        self.last_progress = time.monotonic()
+        self.lag_total = 0
+        self.running = False
+        self.offsets_retry_at = 0.0
 
     async def run(self) -> None:
         await self.res.ensure_started()
@@ -399,6 +506,9 @@ class ClickConsumer:
         # mirror (ClickHouse inserts run on their own thread). Batches reach the sinks, and their
         # offsets the group, in order.
         sinks = asyncio.create_task(self._sink_stage(consumer))
+        loop = asyncio.get_running_loop()
+        lag = asyncio.create_task(self._poll_lag(consumer))
+        self.running = True
         try:
             while True:
                 # Not under the lock: aiokafka's getmany waits for a rebalance in progress to end,
@@ -411,6 +521,24 @@ class ClickConsumer:
                     failed, self.failed = self.failed, None
                     raise RuntimeError("click partition assignment failed") from failed
                 async with self.lock:
+                    if self.draining:
+                        records = []  # stopping: read again by the next start
+                    idle = loop.time() - self.checked_at > IDLE_CHECK_SECONDS
+                    if (records or idle) and generation == self.generation:
+                        # Also while nothing arrives: a re-created topic shorter than the
+                        # positions the consumer fetches from delivers nothing at all.
+                        try:
+                            await self._check_incarnation()
+                            self.checked_at = loop.time()
+                        except (KafkaError, OSError, TimeoutError) as exc:
+                            # No answer (a broker outage): the batch is not processed unchecked,
+                            # it is fetched again.
+                            log.warning("topic ids not available, batch dropped error=%r", exc)
+                            await self.topic_ids.close()
+                            if records:
+                                records = []
+                                await self._rewind(consumer)
+                            await asyncio.sleep(0.5)
                     if generation != self.generation:
                         await self._rewind(consumer)
                     elif records:
@@ -423,31 +551,65 @@ class ClickConsumer:
                 # Outside the lock: a commit can wait on a rebalance, which waits for the lock.
                 await self._commit(consumer)
         finally:
+            self.running = False
+            WORKER_READY.set(0)
             sinks.cancel()
-            await asyncio.gather(sinks, return_exceptions=True)
+            lag.cancel()
+            await asyncio.gather(sinks, lag, return_exceptions=True)
             self.sink_queue = asyncio.Queue(maxsize=1)
             self.consumer = None
             await consumer.stop()
             await self.state.close()
+            await self.topic_ids.close()
+
+    async def _check_incarnation(self) -> None:
+        """Before a batch is processed: are clicks.raw and the changelog still the topics the
+        positions and stores refer to? (The batch was fetched before this question, so if the
+        answer is yes, it came from them.) A new clicks.raw stops the consumer; the next assignment
+        gives its partitions a new epoch. A new changelog is re-seeded from the local stores."""
+        ids = await self.topic_ids.get([self.topic, self.changelog])
+        if self.topic_ids.supported and ids.get(self.topic) is None:
+            # Missing right now (a broker still loading its topics, a topic being re-created):
+            # not an answer; asked again.
+            raise KafkaConnectionError(f"no topic id for {self.topic} yet")
+        if ids.get(self.topic) != self.source_id:
+            raise IncarnationChanged(
+                f"{self.topic} is another incarnation (id {ids.get(self.topic)}, "
+                f"was {self.source_id}); starting over from the tables"
+            )
+        changelog_id = ids.get(self.changelog)
+        if changelog_id != self.changelog_id and changelog_id is not None:
+            INCARNATIONS.labels(self.changelog).inc()
+            await until_written("changelog", self.state.flush)  # pending writes first, then all keys
+            for partition in sorted(self.state.partitions):
+                await self.state.reseed(partition, changelog_id, (EXPIRY.encode(),))
+            self.changelog_id = changelog_id
 
     async def _rewind(self, consumer: AIOKafkaConsumer) -> None:
-        """Position every owned partition at the next offset its tables expect (what an
+        """Position every owned partition at the next position its tables expect (what an
         assignment sought to, as nothing was processed since), dropping what was fetched."""
         for partition in self.owned:
-            tp = TopicPartition(self.topic, partition)
-            start = self.next_offsets.get(partition)
-            if start is None:
-                await consumer.seek_to_beginning(tp)
-            else:
-                consumer.seek(tp, start)
+            await self._seek(consumer, partition, self.next_offsets.get(partition))
+
+    async def _seek(self, consumer: AIOKafkaConsumer, partition: int, position: int | None) -> None:
+        tp = TopicPartition(self.topic, partition)
+        base = self.base.get(partition, 0)
+        if position is None or position <= base:
+            await consumer.seek_to_beginning(tp)
+        else:
+            consumer.seek(tp, position - base)
 
     async def _sink_stage(self, consumer: AIOKafkaConsumer) -> None:
         while True:
             job = await self.sink_queue.get()
             try:
                 await self.processor.sink(job)
-                for partition, offset in job.offsets.items():
-                    self.to_commit[partition] = max(offset, self.to_commit.get(partition, -1))
+                for partition, position in job.offsets.items():
+                    self.to_commit[partition] = max(position, self.to_commit.get(partition, -1))
+                    next_offset = position + 1 - self.base.get(partition, 0)  # lag is in offsets
+                    if next_offset > 0:
+                        self.sunk_next[partition] = max(next_offset, self.sunk_next.get(partition) or 0)
+                self.last_progress = time.monotonic()
             finally:
                 self.sink_queue.task_done()
 
@@ -459,10 +621,14 @@ class ClickConsumer:
         fetched = await consumer.getmany(timeout_ms=1000, max_records=self.batch_size)
         deadline = loop.time() + self.batch_seconds
         while fetched:
-            owned = self.owned
+            owned, bases = self.owned, self.base
             for tp, messages in fetched.items():
                 if tp.partition in owned:
-                    records.extend((tp.partition, m.offset, m.value) for m in messages)
+                    base = bases[tp.partition]
+                    records.extend((tp.partition, base + m.offset, m.value) for m in messages)
+                    if messages:
+                        end = messages[-1].offset + 1
+                        self.fetched_end[tp.partition] = max(end, self.fetched_end.get(tp.partition, 0))
             room = self.batch_size - len(records)
             if room <= 0 or loop.time() >= deadline:
                 break
@@ -477,19 +643,113 @@ class ClickConsumer:
         hangs in a rebalance is given up after COMMIT_TIMEOUT_SECONDS."""
         if not self.to_commit:
             return
-        offsets = {TopicPartition(self.topic, p): offset + 1 for p, offset in self.to_commit.items()}
+        # The metadata names the incarnation the offsets are in: the api's journal trusts a
+        # committed offset only for the topic id it was committed for (a broker may keep a deleted
+        # topic's group offsets).
+        offsets = {
+            TopicPartition(self.topic, p): OffsetAndMetadata(
+                position + 1 - self.base.get(p, 0), self.source_id or ""
+            )
+            for p, position in self.to_commit.items()
+            if position >= self.base.get(p, 0)
+        }
         self.to_commit = {}
+        if not offsets:
+            return
         try:
             await asyncio.wait_for(consumer.commit(offsets), COMMIT_TIMEOUT_SECONDS)
         except (KafkaError, TimeoutError) as exc:
             log.warning("click offsets not committed error=%r", exc)
-        for tp in offsets:
+
+    async def _poll_lag(self, consumer: AIOKafkaConsumer) -> None:
+        while True:
+            await self._measure_lag(consumer)
+            await asyncio.sleep(self.lag_interval)
+
+    async def _measure_lag(self, consumer: AIOKafkaConsumer) -> None:
+        """Per owned partition: log end - next offset the sinks do not have, independent of
+        commits (a stalled sink shows as growing lag). The log end is the largest of the
+        broker's ListOffsets answer, the consumer's fetched highwater and the last offset
+        fetched + 1: tansu answers ListOffsets with the base offset of the last record batch + 1,
+        which is short of the end by that batch's other records (docs/pipeline.md). When the
+        broker does not answer, the last known end stands. Also decides readiness: ready while
+        running and either nothing waits or the sinks made progress within `stall_seconds`."""
+        owned = sorted(self.owned)
+        tps = [TopicPartition(self.topic, p) for p in owned]
+        ends: dict[TopicPartition, int] = {}
+        if tps and time.monotonic() >= self.offsets_retry_at:
             try:
-                highwater = consumer.highwater(tp)
+                ends = await asyncio.wait_for(consumer.end_offsets(tps), self.lag_interval + 1.0)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # broker away, rebalance in progress: keep the last ends
+                # and leave the broker alone for a while (aiokafka retries metadata meanwhile).
+                self.offsets_retry_at = time.monotonic() + LAG_OFFSETS_BACKOFF_SECONDS
+                log.debug("consumer lag: no log end offsets error=%r", exc)
+        # A partition read from the beginning starts at the log's first offset, not 0 (retention).
+        unstarted = [tp for tp in tps if self.sunk_next.get(tp.partition) is None]
+        if unstarted and ends:
+            try:
+                firsts = await asyncio.wait_for(
+                    consumer.beginning_offsets(unstarted), self.lag_interval + 1.0
+                )
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.debug("consumer lag: no log start offsets error=%r", exc)
+            else:
+                for tp, first in firsts.items():
+                    if self.sunk_next.get(tp.partition) is None and tp.partition in self.owned:
+                        self.sunk_next[tp.partition] = first
+        total = 0
+        for tp in tps:
+            p = tp.partition
+            try:
+                highwater = consumer.highwater(tp) or 0
             except (AssertionError, KeyError, ValueError):
-                continue
-            if highwater is not None:
-                CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(max(0, highwater - offsets[tp]))
+                highwater = 0
+            end = max(ends.get(tp, 0), highwater, self.fetched_end.get(p, 0), self.log_end.get(p, 0))
+            self.log_end[p] = end
+            lag = max(0, end - (self.sunk_next.get(p) or 0))
+            CONSUMER_LAG.labels(self.topic, str(p)).set(lag)
+            total += lag
+        self.lag_total = total
+        CLICK_LAG_TOTAL.set(total)
+        now = time.monotonic()
+        if total == 0:
+            self.last_progress = now
+        WORKER_READY.set(1 if self.ready else 0)
+
+    @property
+    def ready(self) -> bool:
+        return self.running and time.monotonic() - self.last_progress < self.stall_seconds
+
+    def _forget_lag(self, partitions: set[int]) -> None:
+        for p in partitions:
+            self.sunk_next.pop(p, None)
+            self.fetched_end.pop(p, None)
+            self.log_end.pop(p, None)
+            try:
+                CONSUMER_LAG.remove(self.topic, str(p))
+            except KeyError:
+                pass
+
+    async def drain(self) -> None:
+        """Clean stop: the batch in flight and the sinks finish, what they finished is written to
+        the tables (`k`) and committed. Nothing is left for the next start to replay."""
+        consumer = self.consumer
+        if consumer is None:
+            return
+        self.draining = True
+        async with self.lock:
+            await self.sink_queue.join()
+            for partition, position in self.processor.sunk.items():
+                if partition in self.state.partitions:
+                    self.state.set(partition, SUNK, position)
+            self.processor.sunk.clear()
+            await self.state.flush()
+        await self._commit(consumer)
+        log.info("click consumer drained partitions=%s", sorted(self.owned))
 
     async def revoked(self) -> None:
         async with self.lock:  # the batch in flight finishes first, then the sinks catch up
@@ -497,6 +757,7 @@ class ClickConsumer:
             self.to_commit = {}
             self.state.discard_pending()
             self.res.ch_sink.forget_partitions()
+            self._forget_lag(self.owned)
             self.owned = set()
             self.generation += 1
 
@@ -506,59 +767,112 @@ class ClickConsumer:
             return
         partitions = sorted(tp.partition for tp in assigned if tp.topic == self.topic)
         async with self.lock:
-            # The stores are rebuilt from the changelog at every assignment: another worker may
-            # have owned a partition meanwhile. (Only the changed part would need reading with a
-            # stable assignor; this keeps ownership changes obviously safe.)
+            ids = await self.topic_ids.get([self.topic, self.changelog])
+            if self.topic_ids.supported and self.topic not in ids:
+                # Not an incarnation to start counting in: the assignment fails and the consumer
+                # starts again (a broker still loading its topics after a restart).
+                raise KafkaConnectionError(f"no topic id for {self.topic} yet")
+            self.source_id, self.changelog_id = ids.get(self.topic), ids.get(self.changelog)
+            # The stores are rebuilt from the changelog at every assignment (another worker may
+            # have owned a partition meanwhile), unless the changelog is not the one a local store
+            # mirrors: then the local store is the only copy left, and it re-seeds the changelog.
             self.state.release([p for p in list(self.state.partitions) if p not in partitions])
             self.processor.dedup_entries = {}
-            await self.state.recover(partitions)
+            await self.state.recover(partitions, self.changelog_id, (EXPIRY.encode(),))
+            if self.state.reseeded:
+                INCARNATIONS.labels(self.changelog).inc()
             for partition in partitions:
                 self.processor.index_partition(partition)
             tps = [TopicPartition(self.topic, p) for p in partitions]
             committed = {tp: await consumer.committed(tp) for tp in tps}
             self.processor.sunk.clear()
             self.next_offsets = {}
+            self.base = {}
             for tp in tps:
+                same = self._incarnation(tp.partition)
+                base = self.base[tp.partition]
                 applied = self.state.get(tp.partition, PROGRESS)
                 sunk = self.state.get(tp.partition, SUNK)
-                start = resume_offset(applied, sunk, committed[tp])
-                behind = (committed[tp] or 0) - (start or 0)
+                # A committed offset is only meaningful in the incarnation it was committed in.
+                done = committed[tp] if same else None
+                start = resume_offset(applied, sunk, None if done is None else base + done)
+                behind = 0 if done is None or start is None else base + done - start
                 if behind > 0:
                     GAP_RECORDS.inc(behind)
                     log.warning(
                         "committed offset of %s[%s] is %s but the sinks have up to %s (tables: %s); "
                         "re-reading %s records",
-                        self.topic, tp.partition, committed[tp], sunk, applied, behind,
+                        self.topic, tp.partition, done, sunk, applied, behind,
                     )  # fmt: skip
                 self.next_offsets[tp.partition] = start
-                if start is None:
-                    await consumer.seek_to_beginning(tp)
-                else:
-                    consumer.seek(tp, start)
+                offset_next = None if start is None else start - base
+                self.sunk_next[tp.partition] = offset_next if offset_next and offset_next > 0 else None
+                self.fetched_end.pop(tp.partition, None)
+                await self._seek(consumer, tp.partition, start)
+            await until_written("changelog", self.state.flush)
             self.owned = set(partitions)
+            self.last_progress = time.monotonic()
             self.generation += 1
             DEDUP_SIZE.set(sum(self.processor.dedup_entries.values()))
 
+    def _incarnation(self, partition: int) -> bool:
+        """Set the partition's base from its incarnation record; True if clicks.raw is the topic
+        the record names. A new incarnation gets the next epoch, and the positions its tables
+        applied but the sinks may not have got are remembered as uncertain (written with the next
+        flush)."""
+        record = self.state.get(partition, INCARNATION)
+        applied = self.state.get(partition, PROGRESS)
+        same = True
+        if record is None:
+            # First start, or state from before incarnations were recorded: the topic is the one
+            # its offsets refer to (positions equal offsets in epoch 0).
+            record = {"topic": self.source_id, "epoch": 0, "uncertain": []}
+        elif record["topic"] != self.source_id:
+            same = False
+            sunk = self.state.get(partition, SUNK)
+            uncertain = list(record.get("uncertain", []))
+            if applied is not None and (sunk is None or sunk < applied):
+                uncertain.append([-1 if sunk is None else sunk, applied])
+            epoch = max(int(record["epoch"]) + 1, ((applied or 0) >> EPOCH_SHIFT) + 1)
+            INCARNATIONS.labels(self.topic).inc()
+            log.warning(
+                "%s[%s] is a new incarnation of the topic (id %s, the tables knew %s): its offsets "
+                "start over; counting continues from the tables as epoch %d%s",
+                self.topic, partition, self.source_id, record["topic"], epoch,
+                f", positions {uncertain[-1]} maybe not sunk" if uncertain else "",
+            )  # fmt: skip
+            record = {"topic": self.source_id, "epoch": epoch, "uncertain": uncertain[-16:]}
+        self.state.set(partition, INCARNATION, record)
+        self.base[partition] = int(record["epoch"]) << EPOCH_SHIFT
+        self.processor.uncertain[partition] = record.get("uncertain", [])
+        return same
+
 
 def register(app: faust.App, res: WorkerResources) -> dict[str, Any]:
-    datadir = Path(app.conf.datadir) / "click_state"
+    # Not under Faust's datadir (wiped at every start): the click state is kept across restarts.
+    datadir = res.settings.data_dir.resolve() / "click_state"
     clicks = ClickConsumer(res, datadir)
 
     running: list[asyncio.Task[None]] = []
 
-    @app.task
+    @task(app)
     async def click_consumer() -> None:
         task = asyncio.current_task()
         assert task is not None
         running.append(task)
         await until_stopped(clicks.run)
 
-    @app.on_before_shutdown.connect
-    async def _stop_click_consumer(sender: object, **kwargs: object) -> None:
-        # Leave the group before exiting (the consumer's `finally`), so the next worker is given
-        # the partitions at once instead of after the session timeout.
-        for task in running:
-            task.cancel()
+    @on_shutdown(app)
+    async def _stop_click_consumer() -> None:
+        # Finish what was fetched (the sinks included) and record it, then leave the group before
+        # exiting (the consumer's `finally`), so the next worker is given the partitions at once
+        # instead of after the session timeout.
+        try:
+            await asyncio.wait_for(clicks.drain(), DRAIN_TIMEOUT_SECONDS)
+        except Exception:
+            log.exception("click consumer did not drain before stopping; the next start replays")
+        for job in running:
+            job.cancel()
         await asyncio.gather(*running, return_exceptions=True)
 
     return {"consumer": clicks, "state": clicks.state, "processor": clicks.processor}
@@ -572,6 +886,8 @@ async def until_stopped(run: Callable[[], Any]) -> None:
             await run()
         except asyncio.CancelledError:
             raise
+        except IncarnationChanged as exc:
+            log.warning("%s", exc)
         except Exception:
             log.exception("click consumer failed; restarting in 1 s")
             await asyncio.sleep(1.0)

@@ -17,8 +17,11 @@ import asyncpg
 
 from engine.accounts.repository import create_api_key as _insert_key
 from engine.audit import AuditContext, write_audit
-from engine.auth.apikeys import validate_scopes
-from engine.errors import NotFound, ValidationFailed
+from engine.auth.api_key_tokens import validate_scopes
+from engine.auth.permissions import Action, Role, can, check_grant
+from engine.billing.plans import limits_for
+from engine.db.sql import fetch_one
+from engine.errors import Forbidden, NotFound, ValidationFailed
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +29,20 @@ _KEY_COLUMNS = (
     "id, user_id, workspace_id, name, key_prefix, scopes, last_used_at, request_count, rate_limit, "
     "expires_at, created_at, revoked_at"
 )
-MAX_RATE_LIMIT = 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class KeyActor:
+    """Who manages keys: the signed-in user, their role in the workspace and its plan."""
+
+    user_id: str
+    role: Role
+    plan: str
+
+    @property
+    def sees_all(self) -> bool:
+        """Admins and the owner list every key of the workspace; others only their own."""
+        return can(self.role, Action.APIKEY_MANAGE_ALL)
 
 
 def key_json(row: asyncpg.Record) -> dict[str, Any]:
@@ -49,16 +65,21 @@ def key_json(row: asyncpg.Record) -> dict[str, Any]:
     }
 
 
-def _check_limits(expires_at: datetime | None, rate_limit: int | None) -> None:
+def _check_limits(expires_at: datetime | None, rate_limit: int | None, plan: str) -> None:
     if expires_at is not None and expires_at <= datetime.now(UTC):
         raise ValidationFailed("expires_at must be in the future", field="expires_at")
-    if rate_limit is not None and not 1 <= rate_limit <= MAX_RATE_LIMIT:
-        raise ValidationFailed(f"rate_limit must be between 1 and {MAX_RATE_LIMIT}", field="rate_limit")
+    most = limits_for(plan).api_requests_per_minute
+    if rate_limit is not None and not 1 <= rate_limit <= most:
+        raise ValidationFailed(
+            f"rate_limit must be between 1 and {most} requests a minute on the {plan} plan",
+            field="rate_limit",
+        )
 
 
 async def create_key(
     conn: asyncpg.Connection,
     ctx: AuditContext,
+    actor: KeyActor,
     *,
     workspace_id: str,
     name: str,
@@ -66,16 +87,17 @@ async def create_key(
     expires_at: datetime | None,
     rate_limit: int | None,
 ) -> tuple[dict[str, Any], str]:
-    """The new key's metadata and its plaintext, which is returned this once and never stored."""
-    assert ctx.actor_id is not None
+    """The new key's metadata and its plaintext, which is returned this once and never stored.
+    The key belongs to `actor`, who may grant only scopes their role covers."""
     checked = validate_scopes(scopes)
     if not checked:
         raise ValidationFailed("at least one scope is required", field="scopes")
-    _check_limits(expires_at, rate_limit)
+    check_grant(actor.role, checked)
+    _check_limits(expires_at, rate_limit, actor.plan)
     async with conn.transaction():
         key_id, key = await _insert_key(
             conn,
-            user_id=ctx.actor_id,
+            user_id=actor.user_id,
             workspace_id=workspace_id,
             name=name,
             scopes=checked,
@@ -98,26 +120,29 @@ async def create_key(
 async def _get(
     conn: asyncpg.Connection, workspace_id: str, key_id: str, owner: str | None = None
 ) -> asyncpg.Record:
-    row = await conn.fetchrow(
+    return await fetch_one(
+        conn,
+        NotFound("API key not found", field="key_id"),
         f"""SELECT {_KEY_COLUMNS} FROM api_keys
             WHERE id = $1 AND workspace_id = $2 AND ($3::uuid IS NULL OR user_id = $3::uuid)""",
         key_id,
         workspace_id,
         owner,
     )
-    if row is None:
-        raise NotFound("API key not found", field="key_id")
-    return row
 
 
 async def get_key(
-    conn: asyncpg.Connection, workspace_id: str, key_id: str, owner: str | None
+    conn: asyncpg.Connection, workspace_id: str, key_id: str, actor: KeyActor
 ) -> dict[str, Any]:
-    """`owner` restricts to one user's keys (callers without apikey.manage_all); None: any key."""
-    return key_json(await _get(conn, workspace_id, key_id, owner))
+    return key_json(await _get(conn, workspace_id, key_id, _owner_filter(actor)))
 
 
-async def list_keys(conn: asyncpg.Connection, workspace_id: str, owner: str | None) -> list[dict[str, Any]]:
+def _owner_filter(actor: KeyActor) -> str | None:
+    return None if actor.sees_all else actor.user_id
+
+
+async def list_keys(conn: asyncpg.Connection, workspace_id: str, actor: KeyActor) -> list[dict[str, Any]]:
+    owner = _owner_filter(actor)
     rows = await conn.fetch(
         f"""SELECT {_KEY_COLUMNS} FROM api_keys
             WHERE workspace_id = $1 AND ($2::uuid IS NULL OR user_id = $2::uuid)
@@ -133,19 +158,24 @@ async def update_key(
     ctx: AuditContext,
     workspace_id: str,
     key_id: str,
-    owner: str | None,
+    actor: KeyActor,
     changes: dict[str, Any],
 ) -> dict[str, Any]:
-    """Rename, re-scope, change expiry or rate limit of a key that is not revoked."""
+    """Rename, re-scope, change expiry or rate limit of a key that is not revoked. Only the key's
+    creator changes it, within their role's scopes: an admin cannot widen the owner's key."""
     if "scopes" in changes:
         changes["scopes"] = validate_scopes(changes["scopes"])
         if not changes["scopes"]:
             raise ValidationFailed("at least one scope is required", field="scopes")
-    _check_limits(changes.get("expires_at"), changes.get("rate_limit"))
+    _check_limits(changes.get("expires_at"), changes.get("rate_limit"), actor.plan)
     async with conn.transaction():
-        old = await _get(conn, workspace_id, key_id, owner)
+        old = await _get(conn, workspace_id, key_id, _owner_filter(actor))
         if old["revoked_at"] is not None:
             raise NotFound("API key not found", field="key_id")
+        if str(old["user_id"]) != actor.user_id:
+            raise Forbidden("only the key's creator may change it; revoke it instead", field="key_id")
+        if "scopes" in changes:
+            check_grant(actor.role, changes["scopes"])
         merged = {f: changes.get(f, old[f]) for f in ("name", "scopes", "expires_at", "rate_limit")}
         row = await conn.fetchrow(
             f"""UPDATE api_keys SET name = $2, scopes = $3, expires_at = $4, rate_limit = $5 WHERE id = $1
@@ -177,12 +207,15 @@ def _plain(value: Any) -> Any:
 
 
 async def revoke_key(
-    conn: asyncpg.Connection, ctx: AuditContext, workspace_id: str, key_id: str, owner: str | None
+    conn: asyncpg.Connection, ctx: AuditContext, workspace_id: str, key_id: str, actor: KeyActor
 ) -> None:
+    """The key's creator revokes it, and so does the workspace owner (a leaked key)."""
     async with conn.transaction():
-        row = await _get(conn, workspace_id, key_id, owner)
+        row = await _get(conn, workspace_id, key_id, _owner_filter(actor))
         if row["revoked_at"] is not None:
             raise NotFound("API key not found", field="key_id")
+        if str(row["user_id"]) != actor.user_id and actor.role is not Role.OWNER:
+            raise Forbidden("only the key's creator or the workspace owner may revoke it", field="key_id")
         await conn.execute("UPDATE api_keys SET revoked_at = now() WHERE id = $1", key_id)
         await write_audit(
             conn,

@@ -103,7 +103,10 @@ def validate_scopes(scopes: Iterable[str]) -> list[str]:
     requested = set(scopes)
     unknown = requested - SCOPES
     if unknown:
-        raise ValidationFailed(f"unknown scopes: {', '.join(sorted(unknown))}", field="scopes")
+        raise ValidationFailed(
+            f"unknown scopes: {', '.join(sorted(unknown))}; valid scopes are {', '.join(sorted(SCOPES))}",
+            field="scopes",
+        )
     return sorted(requested)
 
 

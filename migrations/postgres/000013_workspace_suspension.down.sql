@@ -1,0 +1,2 @@
+ALTER TABLE workspaces DROP COLUMN IF EXISTS suspended_reason;
+ALTER TABLE workspaces DROP COLUMN IF EXISTS suspended_at;

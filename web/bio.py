@@ -1,0 +1,235 @@
+"""Bio pages editor: pages, buttons (add, remove, reorder), themes, and a live preview rendered by
+the same engine function as the public page, from the form's unsaved values."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from aiohttp import web
+
+from api import bio as api_bio
+from api.state import PG, SETTINGS
+from engine.auth.permissions import Action
+from engine.bio import repository
+from engine.bio.css import sanitize_css
+from engine.bio.render import PageButton, render_bio_page
+from engine.errors import LinkRiftError, ValidationFailed
+from engine.records import record_to_json
+from web.core import PREFIX, Ctx, form_data, page, render, see_other, uuid_param
+
+routes = web.RouteTableDef()
+PAGE_TEXT = ("title", "bio", "avatar_url", "custom_css", "meta_title", "meta_description", "og_image_url")
+# The preview is framed by the editor (same origin) and runs nothing.
+PREVIEW_CSP = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src https: http: data:; "
+    "base-uri 'none'; form-action 'none'; frame-ancestors 'self'"
+)
+
+
+def _page_changes(form: dict[str, str], blocked: list[str]) -> dict[str, Any]:
+    changes: dict[str, Any] = {k: (form.get(k, "").strip() or None) for k in PAGE_TEXT}
+    if changes["title"] is None:
+        raise ValidationFailed("the page needs a title", field="title")
+    changes["theme_id"] = form.get("theme_id") or None
+    changes["is_published"] = form.get("is_published") == "on"
+    body = api_bio.PageUpdate.model_validate(changes).model_dump(exclude_unset=True)
+    return api_bio._clean(body, blocked)
+
+
+@routes.get(PREFIX + "/bio")
+@page(action=Action.LINK_READ)
+async def bio_pages(request: web.Request, ctx: Ctx) -> web.StreamResponse:
+    async with request.app[PG].acquire() as conn:
+        rows = await repository.list_pages(conn, ctx.principal.workspace_id)
+    base = request.app[SETTINGS].public_base_url
+    return render(
+        request,
+        "bio/index.html",
+        {"pages": [api_bio._page_json(r, base) for r in rows], "errors": {}, "form": {}},
+    )
+
+
+@routes.post(PREFIX + "/bio")
+@page(action=Action.BIO_MANAGE)
+async def create_page(request: web.Request, ctx: Ctx) -> web.StreamResponse:
+    form = await form_data(request)
+    try:
+        fields = api_bio._clean(
+            {"slug": form.get("slug", "").strip(), "title": form.get("title", "").strip()[:255] or None},
+            request.app[SETTINGS].blocked_hosts,
+        )
+        async with request.app[PG].acquire() as conn:
+            row = await repository.create_page(conn, ctx.principal.workspace_id, fields)
+    except LinkRiftError as exc:
+        async with request.app[PG].acquire() as conn:
+            rows = await repository.list_pages(conn, ctx.principal.workspace_id)
+        base = request.app[SETTINGS].public_base_url
+        return render(
+            request,
+            "bio/index.html",
+            {
+                "pages": [api_bio._page_json(r, base) for r in rows],
+                "errors": {exc.field or "slug": exc.message},
+                "form": form,
+            },
+            status=exc.status,
+        )
+    return see_other(request, f"{PREFIX}/bio/{row['id']}")
+
+
+async def _editor(request: web.Request, ctx: Ctx, page_id: str, **extra: Any) -> dict[str, Any]:
+    ws = ctx.principal.workspace_id
+    async with request.app[PG].acquire() as conn:
+        row = await repository.get_page(conn, ws, page_id)
+        buttons = await repository.list_links(conn, ws, page_id)
+        themes = await repository.list_themes(conn, ws)
+    page_json = api_bio._page_json(row, request.app[SETTINGS].public_base_url)
+    form = {k: "" if page_json.get(k) is None else str(page_json[k]) for k in (*PAGE_TEXT, "theme_id")}
+    if page_json.get("is_published"):
+        form["is_published"] = "on"
+    return {
+        "page": page_json,
+        "buttons": [record_to_json(b) for b in buttons],
+        "themes": [record_to_json(t) for t in themes],
+        "form": form,
+        "errors": {},
+        "button_errors": {},
+        **extra,
+    }
+
+
+@routes.get(PREFIX + "/bio/{page_id}")
+@page(action=Action.LINK_READ)
+async def editor(request: web.Request, ctx: Ctx) -> web.StreamResponse:
+    page_id = uuid_param(request, "page_id")
+    context = await _editor(request, ctx, page_id, saved=request.query.get("saved") == "1")
+    return render(request, "bio/editor.html", context)
+
+
+@routes.post(PREFIX + "/bio/{page_id}")
+@page(action=Action.BIO_MANAGE)
+async def save(request: web.Request, ctx: Ctx) -> web.StreamResponse:
+    page_id = uuid_param(request, "page_id")
+    form = await form_data(request)
+    try:
+        changes = _page_changes(form, request.app[SETTINGS].blocked_hosts)
+        async with request.app[PG].acquire() as conn:
+            await repository.update_page(conn, ctx.principal.workspace_id, page_id, changes)
+    except (LinkRiftError, ValueError) as exc:
+        message = exc.message if isinstance(exc, LinkRiftError) else "check the highlighted fields"
+        field = exc.field if isinstance(exc, LinkRiftError) and exc.field else "form"
+        context = await _editor(request, ctx, page_id)
+        context.update(form=form, errors={field: message})
+        return render(request, "bio/editor.html", context, status=422)
+    return see_other(request, f"{PREFIX}/bio/{page_id}?saved=1")
+
+
+@routes.get(PREFIX + "/bio/{page_id}/preview")
+@page(action=Action.LINK_READ)
+async def preview(request: web.Request, ctx: Ctx) -> web.StreamResponse:
+    """The page as the public sees it, from the editor's current (unsaved) values."""
+    page_id = uuid_param(request, "page_id")
+    ws = ctx.principal.workspace_id
+    q = request.query
+    async with request.app[PG].acquire() as conn:
+        row = dict(await repository.get_page(conn, ws, page_id))
+        buttons = await repository.list_links(conn, ws, page_id)
+        theme = None
+        theme_id = q.get("theme_id", "")
+        if theme_id:
+            try:
+                theme = await repository.get_theme(conn, ws, str(uuid_param_value(theme_id)))
+            except LinkRiftError:
+                theme = None
+    values = {k: (q.get(k, "")[:4000] or None) for k in PAGE_TEXT if k in q}
+    row.update(values)
+    if not row.get("title"):
+        row["title"] = "Untitled"
+    try:
+        row["custom_css"] = sanitize_css(row["custom_css"]) if row.get("custom_css") else None
+    except LinkRiftError:
+        row["custom_css"] = None
+    for key in ("avatar_url", "og_image_url"):
+        value = row.get(key)
+        if value and not str(value).startswith(("https://", "http://")):
+            row[key] = None
+    html = render_bio_page(
+        row,
+        [PageButton(title=b["title"], href="#", icon=b["icon"]) for b in buttons if b["is_visible"]],
+        canonical_url=f"{request.app[SETTINGS].public_base_url}/@{row['slug']}",
+        colors=theme["colors"] if theme else None,
+        font=theme["font"] if theme else None,
+    )
+    return web.Response(
+        text=html,
+        content_type="text/html",
+        headers={"Content-Security-Policy": PREVIEW_CSP, "X-Frame-Options": "SAMEORIGIN"},
+    )
+
+
+def uuid_param_value(raw: str) -> str:
+    try:
+        return str(UUID(raw))
+    except ValueError:
+        raise ValidationFailed("not a valid id", field="theme_id") from None
+
+
+@routes.post(PREFIX + "/bio/{page_id}/buttons")
+@page(action=Action.BIO_MANAGE)
+async def add_button(request: web.Request, ctx: Ctx) -> web.StreamResponse:
+    page_id = uuid_param(request, "page_id")
+    form = await form_data(request)
+    try:
+        body = api_bio.LinkCreate.model_validate(
+            {
+                "title": form.get("title", "").strip()[:255] or "",
+                "url": form.get("url", "").strip(),
+                "icon": form.get("icon") or None,
+            }
+        ).model_dump(exclude_unset=True)
+        fields = api_bio._clean(body, request.app[SETTINGS].blocked_hosts)
+        async with request.app[PG].acquire() as conn:
+            await repository.create_link(conn, ctx.principal.workspace_id, page_id, fields)
+    except (LinkRiftError, ValueError) as exc:
+        message = exc.message if isinstance(exc, LinkRiftError) else "the button needs a title and a URL"
+        field = exc.field if isinstance(exc, LinkRiftError) and exc.field else "title"
+        context = await _editor(request, ctx, page_id)
+        context.update(button_form=form, button_errors={field: message})
+        return render(request, "bio/editor.html", context, status=422)
+    return see_other(request, f"{PREFIX}/bio/{page_id}#buttons")
+
+
+@routes.post(PREFIX + "/bio/{page_id}/buttons/{link_id}/delete")
+@page(action=Action.BIO_MANAGE)
+async def delete_button(request: web.Request, ctx: Ctx) -> web.StreamResponse:
+    page_id, link_id = uuid_param(request, "page_id"), uuid_param(request, "link_id")
+    async with request.app[PG].acquire() as conn:
+        await repository.delete_link(conn, ctx.principal.workspace_id, page_id, link_id)
+    return see_other(request, f"{PREFIX}/bio/{page_id}#buttons")
+
+
+@routes.post(PREFIX + "/bio/{page_id}/buttons/{link_id}/move")
+@page(action=Action.BIO_MANAGE)
+async def move_button(request: web.Request, ctx: Ctx) -> web.StreamResponse:
+    page_id, link_id = uuid_param(request, "page_id"), uuid_param(request, "link_id")
+    form = await form_data(request)
+    ws = ctx.principal.workspace_id
+    async with request.app[PG].acquire() as conn:
+        ids = [str(b["id"]) for b in await repository.list_links(conn, ws, page_id)]
+        if link_id in ids:
+            i = ids.index(link_id)
+            j = i - 1 if form.get("direction") == "up" else i + 1
+            if 0 <= j < len(ids):
+                ids[i], ids[j] = ids[j], ids[i]
+                await repository.reorder_links(conn, ws, page_id, ids)
+    return see_other(request, f"{PREFIX}/bio/{page_id}#buttons")
+
+
+@routes.post(PREFIX + "/bio/{page_id}/delete")
+@page(action=Action.BIO_MANAGE)
+async def delete_page(request: web.Request, ctx: Ctx) -> web.StreamResponse:
+    page_id = uuid_param(request, "page_id")
+    async with request.app[PG].acquire() as conn:
+        await repository.delete_page(conn, ctx.principal.workspace_id, page_id)
+    return see_other(request, f"{PREFIX}/bio")
