@@ -122,10 +122,13 @@ async def delete_page(conn: asyncpg.Connection, workspace_id: str, page_id: str)
 async def published_page(
     conn: asyncpg.Connection, slug: str, workspace_id: str | None
 ) -> asyncpg.Record | None:
-    """A published page with its theme; `workspace_id` restricts it to a custom domain's owner."""
+    """A published page with its theme, of a live (not deleted or suspended) workspace;
+    `workspace_id` restricts it to a custom domain's owner."""
     return await conn.fetchrow(
         f"""SELECT {PAGE_COLUMNS}, t.colors AS theme_colors, t.font AS theme_font
-            FROM bio_pages p LEFT JOIN bio_page_themes t ON t.id = p.theme_id
+            FROM bio_pages p
+            JOIN workspaces w ON w.id = p.workspace_id AND w.deleted_at IS NULL AND w.suspended_at IS NULL
+            LEFT JOIN bio_page_themes t ON t.id = p.theme_id
             WHERE p.slug = $1 AND p.is_published AND p.deleted_at IS NULL
               AND ($2::uuid IS NULL OR p.workspace_id = $2)""",
         slug,
@@ -238,6 +241,7 @@ async def public_link(
     return await conn.fetchrow(
         """SELECT l.id, l.url, p.workspace_id, p.slug FROM bio_page_links l
            JOIN bio_pages p ON p.id = l.bio_page_id AND p.is_published AND p.deleted_at IS NULL
+           JOIN workspaces w ON w.id = p.workspace_id AND w.deleted_at IS NULL AND w.suspended_at IS NULL
            WHERE l.id = $1 AND p.slug = $2 AND l.is_visible
              AND (l.visible_from IS NULL OR l.visible_from <= $3) AND (l.visible_until IS NULL OR l.visible_until > $3)""",
         link_id,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
+import asyncpg
 import pytest
 from aiokafka import AIOKafkaConsumer
 
@@ -91,6 +92,22 @@ async def test_unpublished_deleted_and_unknown_pages_are_404(api) -> None:
     assert (await api.client.delete(f"/api/v1/bio-pages/{page['id']}", headers=api.auth)).status == 204
     assert (await api.client.get("/@ada")).status == 404
     await _page(api)  # the slug is free again
+
+
+@pytest.mark.parametrize("column", ["suspended_at", "deleted_at"])
+async def test_pages_of_suspended_or_deleted_workspaces_are_404(api, database_url: str, column: str) -> None:
+    page = await _page(api)
+    button = await _button(api, page["id"], title="A", url="https://a.example.com/")
+    assert (await api.client.get("/@ada")).status == 200
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute(f"UPDATE workspaces SET {column} = NOW() WHERE id = $1", api.workspace_id)
+        assert (await api.client.get("/@ada")).status == 404
+        assert (await api.client.get(f"/@ada/l/{button['id']}", allow_redirects=False)).status == 404
+        await conn.execute(f"UPDATE workspaces SET {column} = NULL WHERE id = $1", api.workspace_id)
+    finally:
+        await conn.close()
+    assert (await api.client.get("/@ada")).status == 200
 
 
 async def test_button_click_redirects_emits_and_counts(api, pipeline: Pipeline) -> None:
