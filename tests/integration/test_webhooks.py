@@ -14,10 +14,9 @@ import orjson
 import pytest
 import pytest_asyncio
 
-from engine.audit import AuditContext
 from engine.auth import webhook_signing
 from engine.auth.crypto import SecretBox
-from engine.bio import service as bio_service
+from engine.bio import repository as bio_repository
 from engine.naming import RedisKeys
 from engine.webhooks import repository
 from engine.webhooks.click_batches import batch_clicks
@@ -29,8 +28,6 @@ from tests.fakes.webhook_receiver import WebhookReceiver as Receiver
 from tests.integration.helpers import verify_webhook
 
 pytestmark = pytest.mark.integration
-# Changes made by the tests themselves: audited without an actor.
-NO_ACTOR = AuditContext(actor_id=None)
 
 
 @pytest_asyncio.fixture
@@ -379,15 +376,9 @@ async def test_qr_scanned_and_bio_clicked_are_batched_from_their_kind_of_click(
     await create_hook(hooks_api, receiver.url, ["qr.scanned"])
     await create_hook(hooks_api, receiver.url, ["bio.clicked"])
     async with pool.acquire() as conn:
-        page = await bio_service.create_page(
-            conn, NO_ACTOR, hooks_api.workspace_id, {"slug": "feed", "title": "F"}
-        )
-        button = await bio_service.create_link(
-            conn,
-            NO_ACTOR,
-            hooks_api.workspace_id,
-            str(page["id"]),
-            {"title": "B", "url": "https://b.example.com/"},
+        page = await bio_repository.insert_page(conn, hooks_api.workspace_id, {"slug": "feed", "title": "F"})
+        button = await bio_repository.insert_link(
+            conn, str(page["id"]), {"title": "B", "url": "https://b.example.com/"}
         )
     keys = RedisKeys(hooks_api.settings.namespace)
     feed = keys.click_feed(hooks_api.workspace_id)
