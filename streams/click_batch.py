@@ -46,6 +46,16 @@ class BatchOverlay:
         value = self.writes.get((partition, key), _MISSING)
         return self.state.get(partition, key) if value is _MISSING else value
 
+    def remember(self, partition: int, key: str, value: Any) -> Any:
+        """The key's value as of this point of the batch; if it has none, `value` is written and
+        None returned (one call for "seen before?" and "remember it", the per-click case)."""
+        found = self.writes.get((partition, key), _MISSING)
+        if found is _MISSING:
+            found = self.state.get(partition, key)
+            if found is None:
+                self.writes[(partition, key)] = value
+        return found
+
     def set(self, partition: int, key: str, value: Any) -> None:
         self.writes[(partition, key)] = value
 
@@ -78,7 +88,7 @@ class BatchOverlay:
 
     def set_workspace_share(self, partition: int, workspace_id: str, share: dict[str, int]) -> None:
         self.shares[(workspace_id, partition)] = share
-        self.set(partition, WORKSPACE + workspace_id, share)
+        self.writes[(partition, WORKSPACE + workspace_id)] = share
 
     def commit(self) -> int:
         """Hand every write to ClickState (buffered there until its `flush`); returns how many

@@ -278,6 +278,7 @@ class ClickProcessor:
         yet): malformed records are skipped, re-sent copies dropped (or, from a lost incarnation,
         handed to the sinks only), every other click enriched and counted once."""
         batch = CountedBatch(BatchOverlay(self.state))
+        first_copy, count_click_ = self._first_copy, self._count_click  # per click: no lookups
         for partition, offset, payload in records:
             batch.applied_upto[partition] = offset
             try:
@@ -292,8 +293,8 @@ class ClickProcessor:
                     partition, offset, *_ids(raw),
                 )  # fmt: skip
                 continue
-            if self._first_copy(batch, partition, offset, raw):
-                self._count_click(batch, partition, offset, raw)
+            if first_copy(batch, partition, offset, raw):
+                count_click_(batch, partition, offset, raw)
         return batch
 
     def _first_copy(self, batch: CountedBatch, partition: int, offset: int, raw: RawClick) -> bool:
@@ -303,9 +304,8 @@ class ClickProcessor:
         event id (the tables stay as they are)."""
         tables = batch.tables
         event_key = f"{EVENT}{raw.link_id}:{raw.event_id}"
-        seen = tables.get(partition, event_key)
+        seen = tables.remember(partition, event_key, [offset, raw.ts])
         if seen is None:
-            tables.set(partition, event_key, [offset, raw.ts])
             tables.set_local(partition, expiry_key(raw.ts, event_key), b"")
             batch.new_event_ids[partition] = batch.new_event_ids.get(partition, 0) + 1
             return True
@@ -336,10 +336,7 @@ class ClickProcessor:
         the others: after a crash any subset of a batch's changelog writes may be durable."""
         tables = batch.tables
         link_id = raw.link_id
-        visitor_key = f"{VISITOR}{link_id}:{raw.visitor_id}"
-        first_seen = tables.get(partition, visitor_key)
-        if first_seen is None:
-            tables.set(partition, visitor_key, offset)
+        first_seen = tables.remember(partition, f"{VISITOR}{link_id}:{raw.visitor_id}", offset)
         is_unique = first_seen is None or first_seen == offset
         click = self.res.enricher.enrich(raw, is_unique=is_unique)
         applied = count_click(

@@ -140,6 +140,9 @@ def test_the_batch_overlay_reads_its_own_writes_first_and_writes_the_state_once(
     overlay.set(0, "v:a:y", 6)
     assert overlay.get(0, "v:a:y") == 6  # the batch's own write first
     assert state.get(0, "v:a:y") is None  # not in the state before commit
+    assert overlay.remember(0, "v:a:x", 9) == 3  # known: kept as it is
+    assert overlay.remember(0, "v:a:z", 7) is None  # new: remembered
+    assert overlay.remember(0, "v:a:z", 8) == 7
     stats = overlay.link_stats(0, "a")
     stats.total += 1
     assert overlay.link_stats(0, "a") is stats  # loaded once, counted in place
@@ -151,8 +154,9 @@ def test_the_batch_overlay_reads_its_own_writes_first_and_writes_the_state_once(
     assert overlay.workspace_share(0, "w") == {"count": 1, "offset": 4}
     overlay.set_local(0, "x:0000000001:e:a:1", b"")
     before = dict(state.partitions[0].pending)
-    assert overlay.commit() == 3  # v:a:y, w:w, s:a
+    assert overlay.commit() == 4  # v:a:y, v:a:z, w:w, s:a
     assert state.get(0, "v:a:y") == 6
+    assert (state.get(0, "v:a:x"), state.get(0, "v:a:z")) == (3, 7)
     assert state.get(0, "w:w") == {"count": 1, "offset": 4}
     assert state.get(0, "s:a")["total"] == 4
     assert state.partitions[0].pending[b"s:b"] == before[b"s:b"]
