@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from uuid import UUID
 
 import asyncpg
 from aiohttp import web
@@ -13,7 +12,7 @@ from api.auth import principal
 from api.http import list_response, parse_uuid
 from api.state import PG
 from engine.accounts.repository import Principal
-from engine.audit import AuditContext, AuditFilter, list_audit_logs, write_audit
+from engine.audit import AuditContext, AuditFilter, audit_values, list_audit_logs, write_audit
 from engine.auth.permissions import Action
 from engine.errors import ValidationFailed
 from engine.inputs import parse_datetime
@@ -31,7 +30,7 @@ async def audit(
     new: Mapping[str, object] | None = None,
 ) -> None:
     """One audit row for a change made by `who`, on the connection (and inside the transaction)
-    that made it; `new` holds the changed fields (binary values as their size)."""
+    that made it; `new` holds the changed fields (engine.audit.audit_values)."""
     await write_audit(
         conn,
         audit_context(request, who),
@@ -39,18 +38,8 @@ async def audit(
         action,
         resource_type,
         str(resource_id),
-        new=None if new is None else {k: _plain(v) for k, v in new.items()},
+        new=audit_values(new),
     )
-
-
-def _plain(value: object) -> object:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, bytes):
-        return f"<{len(value)} bytes>"
-    if isinstance(value, UUID):
-        return str(value)
-    return value
 
 
 def audit_context(

@@ -18,13 +18,13 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.audit import audit
+from api.audit import audit_context
 from api.auth import principal
 from api.errors import json_response
 from api.http import list_response, parse_model, path_uuid, read_json
 from api.state import EMITTER, PG, SETTINGS, VISITORS
 from engine.auth.permissions import Action
-from engine.bio import repository
+from engine.bio import repository, service
 from engine.bio.css import sanitize_css
 from engine.bio.render import PageButton, render_bio_page
 from engine.bio.validation import aware, validate_colors, validate_font, validate_slug, validate_window
@@ -138,10 +138,6 @@ def _clean(changes: dict[str, Any], settings_blocklist: list[str]) -> dict[str, 
     return out
 
 
-def _page_json(row: asyncpg.Record, base_url: str) -> dict[str, Any]:
-    return {**record_to_json(row), "url": f"{base_url.rstrip('/')}/@{row['slug']}"}
-
-
 # Pages -----------------------------------------------------------------------------------------
 
 
@@ -153,10 +149,9 @@ async def create_page(request: web.Request) -> web.Response:
         parse_model(PageCreate, await read_json(request)).model_dump(exclude_unset=True),
         settings.blocked_hosts,
     )
-    async with request.app[PG].acquire() as conn, conn.transaction():
-        row = await repository.create_page(conn, who.workspace_id, fields)
-        await audit(conn, request, who, "bio_page.created", "bio_page", row["id"], fields)
-    return json_response(_page_json(row, settings.public_base_url), 201)
+    async with request.app[PG].acquire() as conn:
+        row = await service.create_page(conn, audit_context(request, who), who.workspace_id, fields)
+    return json_response(service.page_json(row, settings.public_base_url), 201)
 
 
 @routes.get("/api/v1/bio-pages")
@@ -165,7 +160,7 @@ async def list_pages(request: web.Request) -> web.Response:
     async with request.app[PG].acquire() as conn:
         rows = await repository.list_pages(conn, who.workspace_id)
     base = request.app[SETTINGS].public_base_url
-    return list_response([_page_json(r, base) for r in rows])
+    return list_response([service.page_json(r, base) for r in rows])
 
 
 @routes.get("/api/v1/bio-pages/{page_id}")
@@ -173,7 +168,7 @@ async def get_page(request: web.Request) -> web.Response:
     who = await principal(request, Action.LINK_READ)
     async with request.app[PG].acquire() as conn:
         row = await repository.get_page(conn, who.workspace_id, path_uuid(request, "page_id"))
-    return json_response(_page_json(row, request.app[SETTINGS].public_base_url))
+    return json_response(service.page_json(row, request.app[SETTINGS].public_base_url))
 
 
 @routes.patch("/api/v1/bio-pages/{page_id}")
@@ -185,18 +180,18 @@ async def update_page(request: web.Request) -> web.Response:
         parse_model(PageUpdate, await read_json(request)).model_dump(exclude_unset=True),
         settings.blocked_hosts,
     )
-    async with request.app[PG].acquire() as conn, conn.transaction():
-        row = await repository.update_page(conn, who.workspace_id, page_id, changes)
-        await audit(conn, request, who, "bio_page.updated", "bio_page", page_id, changes)
-    return json_response(_page_json(row, settings.public_base_url))
+    async with request.app[PG].acquire() as conn:
+        row = await service.update_page(conn, audit_context(request, who), who.workspace_id, page_id, changes)
+    return json_response(service.page_json(row, settings.public_base_url))
 
 
 @routes.delete("/api/v1/bio-pages/{page_id}")
 async def delete_page(request: web.Request) -> web.Response:
     who = await principal(request, Action.BIO_MANAGE)
-    async with request.app[PG].acquire() as conn, conn.transaction():
-        await repository.delete_page(conn, who.workspace_id, path_uuid(request, "page_id"))
-        await audit(conn, request, who, "bio_page.deleted", "bio_page", path_uuid(request, "page_id"))
+    async with request.app[PG].acquire() as conn:
+        await service.delete_page(
+            conn, audit_context(request, who), who.workspace_id, path_uuid(request, "page_id")
+        )
     return web.Response(status=204)
 
 
@@ -209,11 +204,8 @@ async def create_link(request: web.Request) -> web.Response:
     page_id = path_uuid(request, "page_id")
     body = parse_model(LinkCreate, await read_json(request))
     fields = _clean(body.model_dump(exclude_unset=True), request.app[SETTINGS].blocked_hosts)
-    async with request.app[PG].acquire() as conn, conn.transaction():
-        row = await repository.create_link(conn, who.workspace_id, page_id, fields)
-        await audit(
-            conn, request, who, "bio_link.created", "bio_link", row["id"], {"page_id": page_id, **fields}
-        )
+    async with request.app[PG].acquire() as conn:
+        row = await service.create_link(conn, audit_context(request, who), who.workspace_id, page_id, fields)
     return json_response(record_to_json(row), 201)
 
 
@@ -221,7 +213,7 @@ async def create_link(request: web.Request) -> web.Response:
 async def list_links(request: web.Request) -> web.Response:
     who = await principal(request, Action.LINK_READ)
     async with request.app[PG].acquire() as conn:
-        rows = await repository.list_links(conn, who.workspace_id, path_uuid(request, "page_id"))
+        rows = await service.list_links(conn, who.workspace_id, path_uuid(request, "page_id"))
     return list_response([record_to_json(r) for r in rows])
 
 
@@ -230,10 +222,11 @@ async def reorder_links(request: web.Request) -> web.Response:
     who = await principal(request, Action.BIO_MANAGE)
     page_id = path_uuid(request, "page_id")
     body = parse_model(Reorder, await read_json(request))
-    async with request.app[PG].acquire() as conn, conn.transaction():
-        order = [str(i) for i in body.link_ids]
-        rows = await repository.reorder_links(conn, who.workspace_id, page_id, order)
-        await audit(conn, request, who, "bio_page.links_reordered", "bio_page", page_id, {"link_ids": order})
+    order = [str(i) for i in body.link_ids]
+    async with request.app[PG].acquire() as conn:
+        rows = await service.reorder_links(
+            conn, audit_context(request, who), who.workspace_id, page_id, order
+        )
     return list_response([record_to_json(r) for r in rows])
 
 
@@ -243,20 +236,24 @@ async def update_link(request: web.Request) -> web.Response:
     page_id, link_id = path_uuid(request, "page_id"), path_uuid(request, "link_id")
     body = parse_model(LinkUpdate, await read_json(request))
     changes = _clean(body.model_dump(exclude_unset=True), request.app[SETTINGS].blocked_hosts)
-    async with request.app[PG].acquire() as conn, conn.transaction():
-        row = await repository.update_link(conn, who.workspace_id, page_id, link_id, changes)
-        await audit(conn, request, who, "bio_link.updated", "bio_link", link_id, changes)
+    async with request.app[PG].acquire() as conn:
+        row = await service.update_link(
+            conn, audit_context(request, who), who.workspace_id, page_id, link_id, changes
+        )
     return json_response(record_to_json(row))
 
 
 @routes.delete("/api/v1/bio-pages/{page_id}/links/{link_id}")
 async def delete_link(request: web.Request) -> web.Response:
     who = await principal(request, Action.BIO_MANAGE)
-    async with request.app[PG].acquire() as conn, conn.transaction():
-        await repository.delete_link(
-            conn, who.workspace_id, path_uuid(request, "page_id"), path_uuid(request, "link_id")
+    async with request.app[PG].acquire() as conn:
+        await service.delete_link(
+            conn,
+            audit_context(request, who),
+            who.workspace_id,
+            path_uuid(request, "page_id"),
+            path_uuid(request, "link_id"),
         )
-        await audit(conn, request, who, "bio_link.deleted", "bio_link", path_uuid(request, "link_id"))
     return web.Response(status=204)
 
 
@@ -275,9 +272,8 @@ async def list_themes(request: web.Request) -> web.Response:
 async def create_theme(request: web.Request) -> web.Response:
     who = await principal(request, Action.BIO_MANAGE)
     fields = _clean(parse_model(ThemeCreate, await read_json(request)).model_dump(exclude_unset=True), [])
-    async with request.app[PG].acquire() as conn, conn.transaction():
-        row = await repository.create_theme(conn, who.workspace_id, fields)
-        await audit(conn, request, who, "bio_theme.created", "bio_theme", row["id"], fields)
+    async with request.app[PG].acquire() as conn:
+        row = await service.create_theme(conn, audit_context(request, who), who.workspace_id, fields)
     return json_response(record_to_json(row), 201)
 
 
@@ -294,18 +290,20 @@ async def update_theme(request: web.Request) -> web.Response:
     who = await principal(request, Action.BIO_MANAGE)
     theme_id = path_uuid(request, "theme_id")
     changes = _clean(parse_model(ThemeUpdate, await read_json(request)).model_dump(exclude_unset=True), [])
-    async with request.app[PG].acquire() as conn, conn.transaction():
-        row = await repository.update_theme(conn, who.workspace_id, theme_id, changes)
-        await audit(conn, request, who, "bio_theme.updated", "bio_theme", theme_id, changes)
+    async with request.app[PG].acquire() as conn:
+        row = await service.update_theme(
+            conn, audit_context(request, who), who.workspace_id, theme_id, changes
+        )
     return json_response(record_to_json(row))
 
 
 @routes.delete("/api/v1/bio-themes/{theme_id}")
 async def delete_theme(request: web.Request) -> web.Response:
     who = await principal(request, Action.BIO_MANAGE)
-    async with request.app[PG].acquire() as conn, conn.transaction():
-        await repository.delete_theme(conn, who.workspace_id, path_uuid(request, "theme_id"))
-        await audit(conn, request, who, "bio_theme.deleted", "bio_theme", path_uuid(request, "theme_id"))
+    async with request.app[PG].acquire() as conn:
+        await service.delete_theme(
+            conn, audit_context(request, who), who.workspace_id, path_uuid(request, "theme_id")
+        )
     return web.Response(status=204)
 
 

@@ -10,22 +10,21 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from typing import Any, Literal
+from typing import Literal
 
 import asyncpg
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.audit import audit
+from api.audit import audit_context
 from api.auth import principal
 from api.errors import json_response
 from api.http import list_response, parse_model, path_uuid, read_json
 from api.state import PG, SETTINGS
 from engine.auth.permissions import Action
-from engine.errors import ValidationFailed
 from engine.links.cache import TTLCache
-from engine.qr import repository
-from engine.qr.render import decode_logo, render_png, render_svg, validate_color, validate_error_correction
+from engine.qr import repository, service
+from engine.qr.render import render_png, render_svg
 
 routes = web.RouteTableDef()
 IMAGES = web.AppKey("qr_images", TTLCache[str, bytes])
@@ -52,38 +51,22 @@ def setup(app: web.Application) -> None:
     app.add_routes(routes)
 
 
-def _columns(values: dict[str, Any]) -> dict[str, Any]:
-    """Validated request fields → qr_codes columns (the logo becomes logo_png bytes)."""
-    out: dict[str, Any] = {}
-    for key, value in values.items():
-        if key == "logo":
-            out["logo_png"] = decode_logo(value) if value else None
-        elif value is None:
-            raise ValidationFailed(f"{key} cannot be null", field=key)
-        elif key == "error_correction":
-            out[key] = validate_error_correction(value)
-        elif key in ("foreground_color", "background_color"):
-            out[key] = validate_color(value, field=key)
-        else:
-            out[key] = value
-    return out
-
-
 @routes.post("/api/v1/links/{link_id}/qr-codes")
 async def create_qr(request: web.Request) -> web.Response:
     who = await principal(request, Action.QR_MANAGE)
     link_id = path_uuid(request, "link_id")
     body = parse_model(QrFields, await read_json(request))
     base = request.app[SETTINGS].public_base_url
-    async with request.app[PG].acquire() as conn, conn.transaction():
-        fields = _columns(body.model_dump())
-        row = await repository.create_qr(
-            conn, workspace_id=who.workspace_id, link_id=link_id, base_url=base, fields=fields
+    async with request.app[PG].acquire() as conn:
+        row = await service.create_qr(
+            conn,
+            audit_context(request, who),
+            workspace_id=who.workspace_id,
+            link_id=link_id,
+            base_url=base,
+            values=body.model_dump(),
         )
-        await audit(
-            conn, request, who, "qr_code.created", "qr_code", row["id"], {"link_id": link_id, **fields}
-        )
-    return json_response(repository.qr_to_json(row, base), 201)
+    return json_response(service.qr_to_json(row, base), 201)
 
 
 @routes.get("/api/v1/links/{link_id}/qr-codes")
@@ -91,8 +74,8 @@ async def list_qr(request: web.Request) -> web.Response:
     who = await principal(request, Action.LINK_READ)
     base = request.app[SETTINGS].public_base_url
     async with request.app[PG].acquire() as conn:
-        rows = await repository.list_qr(conn, who.workspace_id, path_uuid(request, "link_id"))
-    return list_response([repository.qr_to_json(r, base) for r in rows])
+        rows = await service.list_qr(conn, who.workspace_id, path_uuid(request, "link_id"))
+    return list_response([service.qr_to_json(r, base) for r in rows])
 
 
 @routes.get("/api/v1/links/{link_id}/qr-codes/{qr_id}")
@@ -105,7 +88,7 @@ async def get_qr(request: web.Request) -> web.Response:
             workspace_id=who.workspace_id,
             link_id=path_uuid(request, "link_id"),
         )
-    return json_response(repository.qr_to_json(row, request.app[SETTINGS].public_base_url))
+    return json_response(service.qr_to_json(row, request.app[SETTINGS].public_base_url))
 
 
 @routes.patch("/api/v1/links/{link_id}/qr-codes/{qr_id}")
@@ -113,32 +96,35 @@ async def update_qr(request: web.Request) -> web.Response:
     who = await principal(request, Action.QR_MANAGE)
     link_id, qr_id = path_uuid(request, "link_id"), path_uuid(request, "qr_id")
     body = parse_model(QrFields, await read_json(request))
-    async with request.app[PG].acquire() as conn, conn.transaction():
-        changes = _columns(body.model_dump(exclude_unset=True))
-        row = await repository.update_qr(
-            conn, workspace_id=who.workspace_id, link_id=link_id, qr_id=qr_id, changes=changes
+    async with request.app[PG].acquire() as conn:
+        row = await service.update_qr(
+            conn,
+            audit_context(request, who),
+            workspace_id=who.workspace_id,
+            link_id=link_id,
+            qr_id=qr_id,
+            values=body.model_dump(exclude_unset=True),
         )
-        await audit(conn, request, who, "qr_code.updated", "qr_code", qr_id, changes)
-    return json_response(repository.qr_to_json(row, request.app[SETTINGS].public_base_url))
+    return json_response(service.qr_to_json(row, request.app[SETTINGS].public_base_url))
 
 
 @routes.delete("/api/v1/links/{link_id}/qr-codes/{qr_id}")
 async def delete_qr(request: web.Request) -> web.Response:
     who = await principal(request, Action.QR_MANAGE)
-    async with request.app[PG].acquire() as conn, conn.transaction():
-        await repository.delete_qr(
+    async with request.app[PG].acquire() as conn:
+        await service.delete_qr(
             conn,
+            audit_context(request, who),
             workspace_id=who.workspace_id,
             link_id=path_uuid(request, "link_id"),
             qr_id=path_uuid(request, "qr_id"),
         )
-        await audit(conn, request, who, "qr_code.deleted", "qr_code", path_uuid(request, "qr_id"))
     return web.Response(status=204)
 
 
 async def _image(request: web.Request, row: asyncpg.Record, fmt: str, cache_control: str) -> web.Response:
     base = request.app[SETTINGS].public_base_url
-    content = repository.qr_content(row, base)
+    content = service.qr_content(row, base)
     etag = hashlib.sha256(
         f"{row['id']}|{row['updated_at'].isoformat()}|{content}|{fmt}".encode()
     ).hexdigest()[:32]
@@ -148,9 +134,7 @@ async def _image(request: web.Request, row: asyncpg.Record, fmt: str, cache_cont
     found, body = request.app[IMAGES].lookup(etag)
     if not found or body is None:
         render = render_png if fmt == "png" else render_svg
-        body = await asyncio.get_running_loop().run_in_executor(
-            None, render, content, repository.style_of(row)
-        )
+        body = await asyncio.get_running_loop().run_in_executor(None, render, content, service.style_of(row))
         request.app[IMAGES].set(etag, body)
     return web.Response(body=body, content_type=CONTENT_TYPES[fmt], headers=headers)
 

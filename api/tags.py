@@ -10,24 +10,9 @@ from api.auth import principal
 from api.errors import json_response
 from api.http import list_response, parse_model, parse_uuid, read_json
 from api.state import PG, TOPICS
-from engine import outbox
-from engine.audit import write_audit
 from engine.auth.permissions import Action
-from engine.errors import ValidationFailed
-from engine.links import repository
-from engine.links.tags import (
-    DEFAULT_COLOR,
-    attach_tag,
-    create_tag,
-    delete_tag,
-    detach_tag,
-    get_tag,
-    list_tags,
-    tag_json,
-    update_tag,
-    validate_color,
-    validate_tag_name,
-)
+from engine.links import tag_service
+from engine.links.tags import DEFAULT_COLOR, list_tags, tag_json
 
 routes = web.RouteTableDef()
 
@@ -57,9 +42,10 @@ async def get_tags(request: web.Request) -> web.Response:
 async def post_tag(request: web.Request) -> web.Response:
     who = await principal(request, Action.TAG_MANAGE)
     body = parse_model(TagCreate, await read_json(request))
-    name, color = validate_tag_name(body.name), validate_color(body.color)
     async with request.app[PG].acquire() as conn:
-        row = await create_tag(conn, audit_context(request, who), who.workspace_id, name, color)
+        row = await tag_service.create_tag(
+            conn, audit_context(request, who), who.workspace_id, body.name, body.color
+        )
     return json_response(tag_json(row), 201)
 
 
@@ -68,15 +54,10 @@ async def patch_tag(request: web.Request) -> web.Response:
     who = await principal(request, Action.TAG_MANAGE)
     tag_id = parse_uuid(request.match_info["tag_id"], "tag_id")
     body = parse_model(TagPatch, await read_json(request))
-    changes = {}
-    if body.name is not None:
-        changes["name"] = validate_tag_name(body.name)
-    if body.color is not None:
-        changes["color"] = validate_color(body.color)
-    if not changes:
-        raise ValidationFailed("nothing to change", field="body")
     async with request.app[PG].acquire() as conn:
-        row = await update_tag(conn, audit_context(request, who), who.workspace_id, tag_id, changes)
+        row = await tag_service.update_tag(
+            conn, audit_context(request, who), who.workspace_id, tag_id, name=body.name, color=body.color
+        )
     return json_response(tag_json(row))
 
 
@@ -85,7 +66,7 @@ async def remove_tag(request: web.Request) -> web.Response:
     who = await principal(request, Action.TAG_MANAGE)
     tag_id = parse_uuid(request.match_info["tag_id"], "tag_id")
     async with request.app[PG].acquire() as conn:
-        await delete_tag(conn, audit_context(request, who), who.workspace_id, tag_id)
+        await tag_service.delete_tag(conn, audit_context(request, who), who.workspace_id, tag_id)
     return web.Response(status=204)
 
 
@@ -93,25 +74,16 @@ async def _link_tag(request: web.Request, attach: bool) -> web.Response:
     who = await principal(request, Action.LINK_UPDATE)
     link_id = parse_uuid(request.match_info["link_id"], "link_id")
     tag_id = parse_uuid(request.match_info["tag_id"], "tag_id")
-    async with request.app[PG].acquire() as conn, conn.transaction():
-        link = await repository.get_link(conn, who.workspace_id, link_id, lock=True)
-        tag = await get_tag(conn, who.workspace_id, tag_id)
-        changed = (
-            await attach_tag(conn, link_id, tag_id) if attach else await detach_tag(conn, link_id, tag_id)
+    async with request.app[PG].acquire() as conn:
+        await tag_service.tag_link(
+            conn,
+            audit_context(request, who),
+            request.app[TOPICS].links_changes,
+            who.workspace_id,
+            link_id,
+            tag_id,
+            attach=attach,
         )
-        if changed:
-            await outbox.write_outbox(
-                conn, request.app[TOPICS].links_changes, link_id, outbox.link_change("updated", link)
-            )
-            await write_audit(
-                conn,
-                audit_context(request, who),
-                who.workspace_id,
-                "link.tagged" if attach else "link.untagged",
-                "link",
-                link_id,
-                metadata={"tag": tag["name"]},
-            )
     return web.Response(status=204)
 
 

@@ -8,7 +8,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.audit import audit
+from api.audit import audit_context
 from api.auth import principal
 from api.errors import json_response
 from api.http import list_response, parse_model, parse_uuid, read_json
@@ -16,9 +16,9 @@ from api.state import PG, SETTINGS
 from engine.auth.crypto import SecretBox
 from engine.auth.permissions import Action
 from engine.errors import ValidationFailed
-from engine.webhooks import repository
+from engine.webhooks import repository, service
 from engine.webhooks.delivery import DeliveryPolicy, WebhookDispatcher
-from engine.webhooks.events import TEST_EVENT, envelope, validate_events
+from engine.webhooks.events import validate_events
 from engine.webhooks.targets import validate_target
 
 routes = web.RouteTableDef()
@@ -53,7 +53,7 @@ async def list_webhooks(request: web.Request) -> web.Response:
     who = await principal(request, Action.WEBHOOK_READ)
     async with request.app[PG].acquire() as conn:
         rows = await repository.list_webhooks(conn, who.workspace_id)
-    return list_response([repository.webhook_json(r) for r in rows])
+    return list_response([service.webhook_json(r) for r in rows])
 
 
 @routes.post("/api/v1/webhooks")
@@ -62,13 +62,12 @@ async def create_webhook(request: web.Request) -> web.Response:
     body = parse_model(WebhookCreate, await read_json(request))
     events = validate_events(body.events)
     url = await validate_target(body.url, allow_private=request.app[SETTINGS].webhook_allow_private)
-    async with request.app[PG].acquire() as conn, conn.transaction():
-        row, secret = await repository.create_webhook(conn, _box(request), who.workspace_id, url, events)
-        await audit(
-            conn, request, who, "webhook.created", "webhook", row["id"], {"url": url, "events": events}
+    async with request.app[PG].acquire() as conn:
+        row, secret = await service.create_webhook(
+            conn, audit_context(request, who), _box(request), who.workspace_id, url, events
         )
     # The secret is shown once, here; later reads never include it.
-    return json_response({**repository.webhook_json(row), "secret": secret}, 201)
+    return json_response({**service.webhook_json(row), "secret": secret}, 201)
 
 
 @routes.get("/api/v1/webhooks/{webhook_id}")
@@ -76,7 +75,7 @@ async def get_webhook(request: web.Request) -> web.Response:
     who = await principal(request, Action.WEBHOOK_READ)
     async with request.app[PG].acquire() as conn:
         row = await repository.get_webhook(conn, who.workspace_id, _hook_id(request))
-    return json_response(repository.webhook_json(row))
+    return json_response(service.webhook_json(row))
 
 
 @routes.patch("/api/v1/webhooks/{webhook_id}")
@@ -88,32 +87,35 @@ async def update_webhook(request: web.Request) -> web.Response:
     if body.url is not None:
         url = await validate_target(body.url, allow_private=request.app[SETTINGS].webhook_allow_private)
     events = validate_events(body.events) if body.events is not None else None
-    async with request.app[PG].acquire() as conn, conn.transaction():
-        row = await repository.update_webhook(
-            conn, who.workspace_id, hook_id, url=url, events=events, is_active=body.is_active
+    async with request.app[PG].acquire() as conn:
+        row = await service.update_webhook(
+            conn,
+            audit_context(request, who),
+            who.workspace_id,
+            hook_id,
+            url=url,
+            events=events,
+            is_active=body.is_active,
         )
-        changes = {"url": url, "events": events, "is_active": body.is_active}
-        changed = {k: v for k, v in changes.items() if v is not None}
-        await audit(conn, request, who, "webhook.updated", "webhook", hook_id, changed)
-    return json_response(repository.webhook_json(row))
+    return json_response(service.webhook_json(row))
 
 
 @routes.delete("/api/v1/webhooks/{webhook_id}")
 async def delete_webhook(request: web.Request) -> web.Response:
     who = await principal(request, Action.WEBHOOK_MANAGE)
-    async with request.app[PG].acquire() as conn, conn.transaction():
-        await repository.delete_webhook(conn, who.workspace_id, _hook_id(request))
-        await audit(conn, request, who, "webhook.deleted", "webhook", _hook_id(request))
+    async with request.app[PG].acquire() as conn:
+        await service.delete_webhook(conn, audit_context(request, who), who.workspace_id, _hook_id(request))
     return web.Response(status=204)
 
 
 @routes.post("/api/v1/webhooks/{webhook_id}/rotate-secret")
 async def rotate_secret(request: web.Request) -> web.Response:
     who = await principal(request, Action.WEBHOOK_MANAGE)
-    async with request.app[PG].acquire() as conn, conn.transaction():
-        secret = await repository.rotate_secret(conn, _box(request), who.workspace_id, _hook_id(request))
-        await audit(conn, request, who, "webhook.secret_rotated", "webhook", _hook_id(request))
-    grace = int(repository.ROTATION_GRACE.total_seconds())
+    async with request.app[PG].acquire() as conn:
+        secret = await service.rotate_secret(
+            conn, audit_context(request, who), _box(request), who.workspace_id, _hook_id(request)
+        )
+    grace = int(service.ROTATION_GRACE.total_seconds())
     return json_response({"secret": secret, "previous_secret_valid_seconds": grace})
 
 
@@ -129,7 +131,7 @@ async def _deliver_now(request: web.Request, delivery_id: str) -> dict[str, Any]
     async with request.app[PG].acquire() as conn:
         row = await conn.fetchrow("SELECT * FROM webhook_deliveries WHERE id = $1", delivery_id)
     assert row is not None
-    return repository.delivery_json(row)
+    return service.delivery_json(row)
 
 
 @routes.post("/api/v1/webhooks/{webhook_id}/test")
@@ -138,9 +140,7 @@ async def test_webhook(request: web.Request) -> web.Response:
     hook_id = _hook_id(request)
     event_id = "evt_test_" + uuid.uuid4().hex
     async with request.app[PG].acquire() as conn:
-        await repository.get_webhook(conn, who.workspace_id, hook_id)
-        payload = envelope(TEST_EVENT, {"webhook_id": hook_id, "workspace_id": who.workspace_id})
-        [delivery_id] = await repository.enqueue(conn, [hook_id], event_id, TEST_EVENT, payload)
+        delivery_id = await service.queue_test(conn, who.workspace_id, hook_id, event_id)
     return json_response(await _deliver_now(request, delivery_id))
 
 
@@ -155,7 +155,7 @@ async def list_deliveries(request: web.Request) -> web.Response:
         rows, cursor = await repository.list_deliveries(
             conn, who.workspace_id, hook_id, limit=int(raw_limit), cursor=request.query.get("cursor")
         )
-    return list_response([repository.delivery_json(r) for r in rows], cursor)
+    return list_response([service.delivery_json(r) for r in rows], cursor)
 
 
 @routes.post("/api/v1/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import binascii
 import ipaddress
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -72,6 +73,22 @@ async def write_audit(
         _valid_ip(ctx.ip),
         (ctx.user_agent or "")[:1000] or None,
     )
+
+
+def audit_values(values: Mapping[str, object] | None) -> dict[str, object] | None:
+    """Changed fields as an audit row stores them: datetimes and UUIDs as strings, binary values
+    as their size."""
+    return None if values is None else {k: _plain(v) for k, v in values.items()}
+
+
+def _plain(value: object) -> object:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return f"<{len(value)} bytes>"
+    if isinstance(value, UUID):
+        return str(value)
+    return value
 
 
 def _valid_ip(ip: str | None) -> str | None:

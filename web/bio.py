@@ -12,11 +12,12 @@ from api import bio as api_bio
 from api.state import PG, SETTINGS
 from engine.auth.permissions import Action
 from engine.bio import repository
+from engine.bio import service as bio_service
 from engine.bio.css import sanitize_css
 from engine.bio.render import PageButton, render_bio_page
 from engine.errors import LinkRiftError, ValidationFailed
 from engine.records import record_to_json
-from web.core import PREFIX, Ctx, form_data, page, render, see_other, uuid_param
+from web.core import PREFIX, Ctx, audit, form_data, page, render, see_other, uuid_param
 
 routes = web.RouteTableDef()
 PAGE_TEXT = ("title", "bio", "avatar_url", "custom_css", "meta_title", "meta_description", "og_image_url")
@@ -46,7 +47,7 @@ async def bio_pages(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     return render(
         request,
         "bio/index.html",
-        {"pages": [api_bio._page_json(r, base) for r in rows], "errors": {}, "form": {}},
+        {"pages": [bio_service.page_json(r, base) for r in rows], "errors": {}, "form": {}},
     )
 
 
@@ -60,7 +61,7 @@ async def create_page(request: web.Request, ctx: Ctx) -> web.StreamResponse:
             request.app[SETTINGS].blocked_hosts,
         )
         async with request.app[PG].acquire() as conn:
-            row = await repository.create_page(conn, ctx.principal.workspace_id, fields)
+            row = await bio_service.create_page(conn, audit(request, ctx), ctx.principal.workspace_id, fields)
     except LinkRiftError as exc:
         async with request.app[PG].acquire() as conn:
             rows = await repository.list_pages(conn, ctx.principal.workspace_id)
@@ -69,7 +70,7 @@ async def create_page(request: web.Request, ctx: Ctx) -> web.StreamResponse:
             request,
             "bio/index.html",
             {
-                "pages": [api_bio._page_json(r, base) for r in rows],
+                "pages": [bio_service.page_json(r, base) for r in rows],
                 "errors": {exc.field or "slug": exc.message},
                 "form": form,
             },
@@ -82,9 +83,9 @@ async def _editor(request: web.Request, ctx: Ctx, page_id: str, **extra: Any) ->
     ws = ctx.principal.workspace_id
     async with request.app[PG].acquire() as conn:
         row = await repository.get_page(conn, ws, page_id)
-        buttons = await repository.list_links(conn, ws, page_id)
+        buttons = await bio_service.list_links(conn, ws, page_id)
         themes = await repository.list_themes(conn, ws)
-    page_json = api_bio._page_json(row, request.app[SETTINGS].public_base_url)
+    page_json = bio_service.page_json(row, request.app[SETTINGS].public_base_url)
     form = {k: "" if page_json.get(k) is None else str(page_json[k]) for k in (*PAGE_TEXT, "theme_id")}
     if page_json.get("is_published"):
         form["is_published"] = "on"
@@ -115,7 +116,9 @@ async def save(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     try:
         changes = _page_changes(form, request.app[SETTINGS].blocked_hosts)
         async with request.app[PG].acquire() as conn:
-            await repository.update_page(conn, ctx.principal.workspace_id, page_id, changes)
+            await bio_service.update_page(
+                conn, audit(request, ctx), ctx.principal.workspace_id, page_id, changes
+            )
     except (LinkRiftError, ValueError) as exc:
         message = exc.message if isinstance(exc, LinkRiftError) else "check the highlighted fields"
         field = exc.field if isinstance(exc, LinkRiftError) and exc.field else "form"
@@ -134,7 +137,7 @@ async def preview(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     q = request.query
     async with request.app[PG].acquire() as conn:
         row = dict(await repository.get_page(conn, ws, page_id))
-        buttons = await repository.list_links(conn, ws, page_id)
+        buttons = await bio_service.list_links(conn, ws, page_id)
         theme = None
         theme_id = q.get("theme_id", "")
         if theme_id:
@@ -190,7 +193,9 @@ async def add_button(request: web.Request, ctx: Ctx) -> web.StreamResponse:
         ).model_dump(exclude_unset=True)
         fields = api_bio._clean(body, request.app[SETTINGS].blocked_hosts)
         async with request.app[PG].acquire() as conn:
-            await repository.create_link(conn, ctx.principal.workspace_id, page_id, fields)
+            await bio_service.create_link(
+                conn, audit(request, ctx), ctx.principal.workspace_id, page_id, fields
+            )
     except (LinkRiftError, ValueError) as exc:
         message = exc.message if isinstance(exc, LinkRiftError) else "the button needs a title and a URL"
         field = exc.field if isinstance(exc, LinkRiftError) and exc.field else "title"
@@ -205,7 +210,7 @@ async def add_button(request: web.Request, ctx: Ctx) -> web.StreamResponse:
 async def delete_button(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     page_id, link_id = uuid_param(request, "page_id"), uuid_param(request, "link_id")
     async with request.app[PG].acquire() as conn:
-        await repository.delete_link(conn, ctx.principal.workspace_id, page_id, link_id)
+        await bio_service.delete_link(conn, audit(request, ctx), ctx.principal.workspace_id, page_id, link_id)
     return see_other(request, f"{PREFIX}/bio/{page_id}#buttons")
 
 
@@ -216,13 +221,13 @@ async def move_button(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     form = await form_data(request)
     ws = ctx.principal.workspace_id
     async with request.app[PG].acquire() as conn:
-        ids = [str(b["id"]) for b in await repository.list_links(conn, ws, page_id)]
+        ids = [str(b["id"]) for b in await bio_service.list_links(conn, ws, page_id)]
         if link_id in ids:
             i = ids.index(link_id)
             j = i - 1 if form.get("direction") == "up" else i + 1
             if 0 <= j < len(ids):
                 ids[i], ids[j] = ids[j], ids[i]
-                await repository.reorder_links(conn, ws, page_id, ids)
+                await bio_service.reorder_links(conn, audit(request, ctx), ws, page_id, ids)
     return see_other(request, f"{PREFIX}/bio/{page_id}#buttons")
 
 
@@ -231,5 +236,5 @@ async def move_button(request: web.Request, ctx: Ctx) -> web.StreamResponse:
 async def delete_page(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     page_id = uuid_param(request, "page_id")
     async with request.app[PG].acquire() as conn:
-        await repository.delete_page(conn, ctx.principal.workspace_id, page_id)
+        await bio_service.delete_page(conn, audit(request, ctx), ctx.principal.workspace_id, page_id)
     return see_other(request, f"{PREFIX}/bio")

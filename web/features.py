@@ -18,9 +18,10 @@ from engine.domains.hostnames import validate_hostname, validate_optional_url
 from engine.domains.verification import new_token
 from engine.errors import LinkRiftError
 from engine.webhooks import repository as hooks_repo
-from engine.webhooks.events import EVENT_TYPES, TEST_EVENT, envelope, validate_events
+from engine.webhooks import service as hooks_service
+from engine.webhooks.events import EVENT_TYPES, validate_events
 from engine.webhooks.targets import validate_target
-from web.core import PREFIX, Ctx, form_data, page, render, see_other, uuid_param
+from web.core import PREFIX, Ctx, audit, form_data, page, render, see_other, uuid_param
 
 routes = web.RouteTableDef()
 
@@ -104,7 +105,7 @@ async def _hooks_context(request: web.Request, ctx: Ctx, **extra: Any) -> dict[s
     async with request.app[PG].acquire() as conn:
         rows = await hooks_repo.list_webhooks(conn, ctx.principal.workspace_id)
     return {
-        "hooks": [hooks_repo.webhook_json(r) for r in rows],
+        "hooks": [hooks_service.webhook_json(r) for r in rows],
         "event_types": sorted(EVENT_TYPES),
         "errors": {},
         "form": {},
@@ -127,8 +128,8 @@ async def create_webhook(request: web.Request, ctx: Ctx) -> web.StreamResponse:
         events = validate_events([str(e) for e in form.getall("events", [])])
         url = await validate_target(url_raw, allow_private=request.app[SETTINGS].webhook_allow_private)
         async with request.app[PG].acquire() as conn:
-            row, secret = await hooks_repo.create_webhook(
-                conn, api_webhooks._box(request), ctx.principal.workspace_id, url, events
+            row, secret = await hooks_service.create_webhook(
+                conn, audit(request, ctx), api_webhooks._box(request), ctx.principal.workspace_id, url, events
             )
     except LinkRiftError as exc:
         context = await _hooks_context(
@@ -152,8 +153,8 @@ async def _hook_page(request: web.Request, ctx: Ctx, hook_id: str, **extra: Any)
         request,
         "features/webhook.html",
         {
-            "hook": hooks_repo.webhook_json(row),
-            "deliveries": [hooks_repo.delivery_json(d) for d in deliveries],
+            "hook": hooks_service.webhook_json(row),
+            "deliveries": [hooks_service.delivery_json(d) for d in deliveries],
             **extra,
         },
     )
@@ -170,10 +171,10 @@ async def webhook_page(request: web.Request, ctx: Ctx) -> web.StreamResponse:
 async def rotate(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     hook_id = uuid_param(request, "webhook_id")
     async with request.app[PG].acquire() as conn:
-        secret = await hooks_repo.rotate_secret(
-            conn, api_webhooks._box(request), ctx.principal.workspace_id, hook_id
+        secret = await hooks_service.rotate_secret(
+            conn, audit(request, ctx), api_webhooks._box(request), ctx.principal.workspace_id, hook_id
         )
-    grace = int(hooks_repo.ROTATION_GRACE.total_seconds() // 3600)
+    grace = int(hooks_service.ROTATION_GRACE.total_seconds() // 3600)
     return await _hook_page(request, ctx, hook_id, secret=secret, grace_hours=grace)
 
 
@@ -183,11 +184,7 @@ async def send_test(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     hook_id = uuid_param(request, "webhook_id")
     ws = ctx.principal.workspace_id
     async with request.app[PG].acquire() as conn:
-        await hooks_repo.get_webhook(conn, ws, hook_id)
-        payload = envelope(TEST_EVENT, {"webhook_id": hook_id, "workspace_id": ws})
-        [delivery_id] = await hooks_repo.enqueue(
-            conn, [hook_id], "evt_test_" + uuid.uuid4().hex, TEST_EVENT, payload
-        )
+        delivery_id = await hooks_service.queue_test(conn, ws, hook_id, "evt_test_" + uuid.uuid4().hex)
     outcome = await api_webhooks._deliver_now(request, delivery_id)
     return await _hook_page(request, ctx, hook_id, outcome=outcome)
 
@@ -209,8 +206,9 @@ async def toggle(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     hook_id = uuid_param(request, "webhook_id")
     form = await form_data(request)
     async with request.app[PG].acquire() as conn:
-        await hooks_repo.update_webhook(
+        await hooks_service.update_webhook(
             conn,
+            audit(request, ctx),
             ctx.principal.workspace_id,
             hook_id,
             url=None,
@@ -225,5 +223,5 @@ async def toggle(request: web.Request, ctx: Ctx) -> web.StreamResponse:
 async def delete_webhook(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     hook_id = uuid_param(request, "webhook_id")
     async with request.app[PG].acquire() as conn:
-        await hooks_repo.delete_webhook(conn, ctx.principal.workspace_id, hook_id)
+        await hooks_service.delete_webhook(conn, audit(request, ctx), ctx.principal.workspace_id, hook_id)
     return see_other(request, PREFIX + "/webhooks")

@@ -23,7 +23,7 @@ from engine.links import rule_service as rules_repo
 from engine.links.importers import FORMATS
 from engine.links.search import SORT_KEYS, LinkFilters, list_links
 from engine.links.tags import list_tags, tags_for_links
-from engine.qr import repository as qr_repo
+from engine.qr import service as qr_service
 from engine.qr.render import render_png, render_svg
 from engine.records import parse_uuid, uuid_or_none
 from web.core import CSRF_HEADER, PREFIX, Ctx, audit, form_data, page, render, see_other
@@ -562,7 +562,7 @@ def qr_fields(query: Any) -> dict[str, Any]:
             raise ValidationFailed(f"{name} must be a whole number", field=name) from None
     fields = parse_model(api_qr.QrFields, raw).model_dump()
     fields.pop("logo", None)
-    return api_qr._columns(fields)
+    return qr_service.columns(fields)
 
 
 @routes.get(PREFIX + "/links/{link_id}/qr")
@@ -571,7 +571,7 @@ async def qr_page(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     link_id = link_id_param(request)
     link = await _link(request, ctx, link_id)
     async with request.app[PG].acquire() as conn:
-        saved = await qr_repo.list_qr(conn, ctx.principal.workspace_id, link_id)
+        saved = await qr_service.list_qr(conn, ctx.principal.workspace_id, link_id)
     current = dict(saved[0]) if saved else {}
     form = {
         k: current.get(k, d)
@@ -595,7 +595,7 @@ async def qr_preview(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     link = await _link(request, ctx, link_id)
     fields = qr_fields(request.query)
     content = link["url"] if fields["qr_type"] == "static" else link["short_url"]
-    style = qr_repo.style_of({**fields, "logo_png": None})
+    style = qr_service.style_of({**fields, "logo_png": None})
     body = await asyncio.get_running_loop().run_in_executor(None, render_svg, content, style)
     return web.Response(body=body, content_type="image/svg+xml")
 
@@ -611,18 +611,25 @@ async def qr_download(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     base = request.app[SETTINGS].public_base_url
     ws = ctx.principal.workspace_id
     async with request.app[PG].acquire() as conn:
-        saved = await qr_repo.list_qr(conn, ws, link_id)
+        saved = await qr_service.list_qr(conn, ws, link_id)
         if saved:
-            row = await qr_repo.update_qr(
-                conn, workspace_id=ws, link_id=link_id, qr_id=str(saved[0]["id"]), changes=fields
+            row = await qr_service.update_qr(
+                conn,
+                audit(request, ctx),
+                workspace_id=ws,
+                link_id=link_id,
+                qr_id=str(saved[0]["id"]),
+                values=fields,
             )
         else:
-            row = await qr_repo.create_qr(
-                conn, workspace_id=ws, link_id=link_id, base_url=base, fields=fields
+            row = await qr_service.create_qr(
+                conn, audit(request, ctx), workspace_id=ws, link_id=link_id, base_url=base, values=fields
             )
     render_fn = render_png if fmt == "png" else render_svg
-    content = qr_repo.qr_content(row, base)
-    body = await asyncio.get_running_loop().run_in_executor(None, render_fn, content, qr_repo.style_of(row))
+    content = qr_service.qr_content(row, base)
+    body = await asyncio.get_running_loop().run_in_executor(
+        None, render_fn, content, qr_service.style_of(row)
+    )
     return web.Response(
         body=body,
         content_type=api_qr.CONTENT_TYPES[fmt],

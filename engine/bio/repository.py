@@ -1,4 +1,5 @@
-"""Bio pages, their buttons and themes in PostgreSQL, always scoped by workspace."""
+"""Bio pages, their buttons and themes in PostgreSQL (persistence only; the use cases are in
+engine/bio/service.py). Pages and themes are scoped by workspace, buttons by their page."""
 
 from __future__ import annotations
 
@@ -8,9 +9,8 @@ from typing import Any
 
 import asyncpg
 
-from engine.bio.validation import validate_window
 from engine.db.sql import fetch_one, set_clause
-from engine.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from engine.errors import Conflict, NotFound
 from engine.records import uuid_or_none
 
 PAGE_COLUMNS = (
@@ -37,22 +37,19 @@ def _sets(changes: Mapping[str, Any], allowed: Sequence[str], start: int) -> str
     return set_clause(changes, start)
 
 
-async def _check_theme(conn: asyncpg.Connection, workspace_id: str, theme_id: object) -> None:
-    if theme_id is None:
-        return
-    ok = await conn.fetchval(
+async def theme_usable(conn: asyncpg.Connection, workspace_id: str, theme_id: object) -> bool:
+    """Whether the theme is a built-in one or one of the workspace's."""
+    found = await conn.fetchval(
         "SELECT 1 FROM bio_page_themes WHERE id = $1 AND (workspace_id IS NULL OR workspace_id = $2)",
         theme_id,
         workspace_id,
     )
-    if not ok:
-        raise ValidationFailed("theme_id names no theme of this workspace", field="theme_id")
+    return bool(found)
 
 
-async def create_page(
+async def insert_page(
     conn: asyncpg.Connection, workspace_id: str, fields: Mapping[str, Any]
 ) -> asyncpg.Record:
-    await _check_theme(conn, workspace_id, fields.get("theme_id"))
     columns = ["workspace_id", *fields]
     placeholders = ", ".join(f"${n}" for n in range(1, len(columns) + 1))
     try:
@@ -88,22 +85,17 @@ async def get_page(conn: asyncpg.Connection, workspace_id: str, page_id: str) ->
 
 async def update_page(
     conn: asyncpg.Connection, workspace_id: str, page_id: str, changes: Mapping[str, Any]
-) -> asyncpg.Record:
-    await get_page(conn, workspace_id, page_id)
-    if "theme_id" in changes:
-        await _check_theme(conn, workspace_id, changes["theme_id"])
-    if changes:
-        try:
-            await conn.execute(
-                f"UPDATE bio_pages SET {_sets(changes, PAGE_FIELDS, 3)}, updated_at = NOW()"
-                " WHERE id = $1 AND workspace_id = $2",
-                page_id,
-                workspace_id,
-                *changes.values(),
-            )
-        except asyncpg.UniqueViolationError:
-            raise Conflict(f"slug {changes['slug']!r} is already taken", field="slug") from None
-    return await get_page(conn, workspace_id, page_id)
+) -> None:
+    try:
+        await conn.execute(
+            f"UPDATE bio_pages SET {_sets(changes, PAGE_FIELDS, 3)}, updated_at = NOW()"
+            " WHERE id = $1 AND workspace_id = $2",
+            page_id,
+            workspace_id,
+            *changes.values(),
+        )
+    except asyncpg.UniqueViolationError:
+        raise Conflict(f"slug {changes['slug']!r} is already taken", field="slug") from None
 
 
 async def delete_page(conn: asyncpg.Connection, workspace_id: str, page_id: str) -> None:
@@ -139,10 +131,8 @@ async def published_page(
 # Buttons ---------------------------------------------------------------------------------------
 
 
-async def create_link(
-    conn: asyncpg.Connection, workspace_id: str, page_id: str, fields: Mapping[str, Any]
-) -> asyncpg.Record:
-    await get_page(conn, workspace_id, page_id)
+async def insert_link(conn: asyncpg.Connection, page_id: str, fields: Mapping[str, Any]) -> asyncpg.Record:
+    """A button; without a position it goes last."""
     values = dict(fields)
     if values.get("position") is None:
         values["position"] = await conn.fetchval(
@@ -159,8 +149,7 @@ async def create_link(
     return row
 
 
-async def list_links(conn: asyncpg.Connection, workspace_id: str, page_id: str) -> list[asyncpg.Record]:
-    await get_page(conn, workspace_id, page_id)
+async def list_links(conn: asyncpg.Connection, page_id: str) -> list[asyncpg.Record]:
     return list(
         await conn.fetch(
             f"SELECT {LINK_COLUMNS} FROM bio_page_links WHERE bio_page_id = $1 ORDER BY position, created_at, id",
@@ -169,22 +158,17 @@ async def list_links(conn: asyncpg.Connection, workspace_id: str, page_id: str) 
     )
 
 
-async def update_link(
-    conn: asyncpg.Connection, workspace_id: str, page_id: str, link_id: str, changes: Mapping[str, Any]
-) -> asyncpg.Record:
-    await get_page(conn, workspace_id, page_id)
-    current = await conn.fetchrow(
-        f"SELECT {LINK_COLUMNS} FROM bio_page_links WHERE id = $1 AND bio_page_id = $2", link_id, page_id
+async def get_link(conn: asyncpg.Connection, page_id: str, link_id: str) -> asyncpg.Record:
+    return await fetch_one(
+        conn,
+        NotFound("bio link not found", field="link_id"),
+        f"SELECT {LINK_COLUMNS} FROM bio_page_links WHERE id = $1 AND bio_page_id = $2",
+        link_id,
+        page_id,
     )
-    if current is None:
-        raise NotFound("bio link not found", field="link_id")
-    start, end = (
-        changes.get("visible_from", current["visible_from"]),
-        changes.get("visible_until", current["visible_until"]),
-    )
-    validate_window(start, end)
-    if not changes:
-        return current
+
+
+async def update_link(conn: asyncpg.Connection, link_id: str, changes: Mapping[str, Any]) -> asyncpg.Record:
     row = await conn.fetchrow(
         f"UPDATE bio_page_links SET {_sets(changes, LINK_FIELDS, 2)}, updated_at = NOW() WHERE id = $1"
         f" RETURNING {LINK_COLUMNS}",
@@ -195,8 +179,7 @@ async def update_link(
     return row
 
 
-async def delete_link(conn: asyncpg.Connection, workspace_id: str, page_id: str, link_id: str) -> None:
-    await get_page(conn, workspace_id, page_id)
+async def delete_link(conn: asyncpg.Connection, page_id: str, link_id: str) -> None:
     done = await conn.fetchval(
         "DELETE FROM bio_page_links WHERE id = $1 AND bio_page_id = $2 RETURNING id", link_id, page_id
     )
@@ -204,13 +187,8 @@ async def delete_link(conn: asyncpg.Connection, workspace_id: str, page_id: str,
         raise NotFound("bio link not found", field="link_id")
 
 
-async def reorder_links(
-    conn: asyncpg.Connection, workspace_id: str, page_id: str, link_ids: Sequence[str]
-) -> list[asyncpg.Record]:
-    """Positions 0..n-1 in the given order; the list must name every button of the page once."""
-    existing = {str(r["id"]) for r in await list_links(conn, workspace_id, page_id)}
-    if len(set(link_ids)) != len(link_ids) or set(link_ids) != existing:
-        raise ValidationFailed("link_ids must list every link of the page exactly once", field="link_ids")
+async def set_positions(conn: asyncpg.Connection, page_id: str, link_ids: Sequence[str]) -> None:
+    """Positions 0..n-1 in the given order."""
     await conn.execute(
         """UPDATE bio_page_links l SET position = o.pos - 1, updated_at = NOW()
                FROM unnest($1::uuid[]) WITH ORDINALITY AS o(id, pos)
@@ -218,7 +196,6 @@ async def reorder_links(
         list(link_ids),
         page_id,
     )
-    return await list_links(conn, workspace_id, page_id)
 
 
 async def visible_links(conn: asyncpg.Connection, page_id: str, now: datetime) -> list[asyncpg.Record]:
@@ -285,14 +262,7 @@ async def get_theme(conn: asyncpg.Connection, workspace_id: str, theme_id: str) 
     )
 
 
-async def _own_theme(conn: asyncpg.Connection, workspace_id: str, theme_id: str) -> asyncpg.Record:
-    row = await get_theme(conn, workspace_id, theme_id)
-    if row["built_in"]:
-        raise Forbidden("built-in themes cannot be changed; create a workspace theme instead")
-    return row
-
-
-async def create_theme(
+async def insert_theme(
     conn: asyncpg.Connection, workspace_id: str, fields: Mapping[str, Any]
 ) -> asyncpg.Record:
     try:
@@ -310,22 +280,16 @@ async def create_theme(
     return row
 
 
-async def update_theme(
-    conn: asyncpg.Connection, workspace_id: str, theme_id: str, changes: Mapping[str, Any]
-) -> asyncpg.Record:
-    await _own_theme(conn, workspace_id, theme_id)
-    if changes:
-        try:
-            await conn.execute(
-                f"UPDATE bio_page_themes SET {_sets(changes, THEME_FIELDS, 2)}, updated_at = NOW() WHERE id = $1",
-                theme_id,
-                *changes.values(),
-            )
-        except asyncpg.UniqueViolationError:
-            raise Conflict(f"a theme named {changes['name']!r} already exists", field="name") from None
-    return await get_theme(conn, workspace_id, theme_id)
+async def update_theme(conn: asyncpg.Connection, theme_id: str, changes: Mapping[str, Any]) -> None:
+    try:
+        await conn.execute(
+            f"UPDATE bio_page_themes SET {_sets(changes, THEME_FIELDS, 2)}, updated_at = NOW() WHERE id = $1",
+            theme_id,
+            *changes.values(),
+        )
+    except asyncpg.UniqueViolationError:
+        raise Conflict(f"a theme named {changes['name']!r} already exists", field="name") from None
 
 
-async def delete_theme(conn: asyncpg.Connection, workspace_id: str, theme_id: str) -> None:
-    await _own_theme(conn, workspace_id, theme_id)
+async def delete_theme(conn: asyncpg.Connection, theme_id: str) -> None:
     await conn.execute("DELETE FROM bio_page_themes WHERE id = $1", theme_id)

@@ -1,4 +1,6 @@
-"""Workspace tags (name + #RRGGBB color) and their attachment to links."""
+"""Workspace tags (name + #RRGGBB color) and their attachment to links in PostgreSQL, with the
+rules of tag names and colours and their JSON form. The use cases (audit, `links.changes`) are in
+engine/links/tag_service.py."""
 
 from __future__ import annotations
 
@@ -8,7 +10,6 @@ from typing import Any
 
 import asyncpg
 
-from engine.audit import AuditContext, write_audit
 from engine.db.sql import fetch_one
 from engine.errors import Conflict, NotFound, ValidationFailed
 
@@ -83,53 +84,41 @@ async def get_tag(conn: asyncpg.Connection, workspace_id: str, tag_id: str) -> a
     )
 
 
-async def create_tag(
-    conn: asyncpg.Connection, ctx: AuditContext, workspace_id: str, name: str, color: str
-) -> asyncpg.Record:
-    async with conn.transaction():
-        try:
-            row = await conn.fetchrow(
-                "INSERT INTO tags (workspace_id, name, color) VALUES ($1, $2, $3)"
-                " RETURNING id, name, color, created_at",
-                workspace_id,
-                name,
-                color,
-            )
-        except asyncpg.UniqueViolationError:
-            raise TagNameTaken(f"a tag named {name!r} already exists", field="name") from None
-        assert row is not None
-        await write_audit(conn, ctx, workspace_id, "tag.created", "tag", str(row["id"]), new=tag_json(row))
+async def insert_tag(conn: asyncpg.Connection, workspace_id: str, name: str, color: str) -> asyncpg.Record:
+    try:
+        row = await conn.fetchrow(
+            "INSERT INTO tags (workspace_id, name, color) VALUES ($1, $2, $3) RETURNING id, name, color, created_at",
+            workspace_id,
+            name,
+            color,
+        )
+    except asyncpg.UniqueViolationError:
+        raise TagNameTaken(f"a tag named {name!r} already exists", field="name") from None
+    assert row is not None
     return row
 
 
 async def update_tag(
-    conn: asyncpg.Connection, ctx: AuditContext, workspace_id: str, tag_id: str, changes: dict[str, str]
+    conn: asyncpg.Connection, workspace_id: str, tag_id: str, changes: dict[str, str]
 ) -> asyncpg.Record:
-    async with conn.transaction():
-        old = await get_tag(conn, workspace_id, tag_id)
-        try:
-            row = await conn.fetchrow(
-                "UPDATE tags SET name = COALESCE($3, name), color = COALESCE($4, color)"
-                " WHERE id = $1 AND workspace_id = $2 RETURNING id, name, color, created_at",
-                tag_id,
-                workspace_id,
-                changes.get("name"),
-                changes.get("color"),
-            )
-        except asyncpg.UniqueViolationError:
-            raise TagNameTaken(f"a tag named {changes.get('name')!r} already exists", field="name") from None
-        assert row is not None
-        await write_audit(
-            conn, ctx, workspace_id, "tag.updated", "tag", tag_id, old=tag_json(old), new=tag_json(row)
+    """Set `name` and/or `color`."""
+    try:
+        row = await conn.fetchrow(
+            "UPDATE tags SET name = COALESCE($3, name), color = COALESCE($4, color)"
+            " WHERE id = $1 AND workspace_id = $2 RETURNING id, name, color, created_at",
+            tag_id,
+            workspace_id,
+            changes.get("name"),
+            changes.get("color"),
         )
+    except asyncpg.UniqueViolationError:
+        raise TagNameTaken(f"a tag named {changes.get('name')!r} already exists", field="name") from None
+    assert row is not None
     return row
 
 
-async def delete_tag(conn: asyncpg.Connection, ctx: AuditContext, workspace_id: str, tag_id: str) -> None:
-    async with conn.transaction():
-        old = await get_tag(conn, workspace_id, tag_id)
-        await conn.execute("DELETE FROM tags WHERE id = $1", tag_id)
-        await write_audit(conn, ctx, workspace_id, "tag.deleted", "tag", tag_id, old=tag_json(old))
+async def delete_tag(conn: asyncpg.Connection, tag_id: str) -> None:
+    await conn.execute("DELETE FROM tags WHERE id = $1", tag_id)
 
 
 async def ensure_tags(conn: asyncpg.Connection, workspace_id: str, names: Sequence[str]) -> dict[str, str]:

@@ -1,4 +1,5 @@
-"""Webhooks and their deliveries in PostgreSQL.
+"""Webhooks and their deliveries in PostgreSQL (persistence; the use cases and JSON are in
+engine/webhooks/service.py).
 
 Secrets are sealed with SecretBox, not hashed: every delivery must be signed with the plaintext,
 so it has to be recoverable. After a rotation the previous secret keeps signing for a grace period.
@@ -16,7 +17,6 @@ import asyncpg
 import orjson
 
 from engine.auth.crypto import SecretBox
-from engine.auth.webhook_signing import generate_webhook_secret
 from engine.db.sql import fetch_one
 from engine.errors import NotFound, ValidationFailed
 
@@ -43,56 +43,18 @@ class Target:
     secrets: tuple[str, ...]  # current first, then the previous one during its grace period
 
 
-def webhook_json(row: asyncpg.Record) -> dict[str, Any]:
-    return {
-        "id": str(row["id"]),
-        "workspace_id": str(row["workspace_id"]),
-        "url": row["url"],
-        "events": list(row["events"]),
-        "is_active": row["is_active"],
-        "failure_count": row["failure_count"],
-        "last_triggered_at": _iso(row["last_triggered_at"]),
-        "last_success_at": _iso(row["last_success_at"]),
-        "created_at": _iso(row["created_at"]),
-        "updated_at": _iso(row["updated_at"]),
-    }
-
-
-def delivery_json(row: asyncpg.Record) -> dict[str, Any]:
-    return {
-        "id": str(row["id"]),
-        "webhook_id": str(row["webhook_id"]),
-        "event_id": row["event_id"],
-        "event_type": row["event_type"],
-        "status": row["status"],
-        "attempt": row["attempt"],
-        "response_status": row["response_status"],
-        "response_body": row["response_body"],
-        "error": row["error"],
-        "next_attempt_at": _iso(row["next_attempt_at"]) if row["status"] == "pending" else None,
-        "created_at": _iso(row["created_at"]),
-        "delivered_at": _iso(row["delivered_at"]),
-    }
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
-
-
-async def create_webhook(
-    conn: asyncpg.Connection, box: SecretBox, workspace_id: str, url: str, events: Sequence[str]
-) -> tuple[asyncpg.Record, str]:
-    """Insert a webhook; returns the row and the plaintext secret (shown to the caller once)."""
-    secret = generate_webhook_secret()
+async def insert_webhook(
+    conn: asyncpg.Connection, workspace_id: str, url: str, sealed_secret: str, events: Sequence[str]
+) -> asyncpg.Record:
     row = await conn.fetchrow(
         f"INSERT INTO webhooks (workspace_id, url, secret, events) VALUES ($1, $2, $3, $4) RETURNING {_COLUMNS}",
         workspace_id,
         url,
-        box.encrypt(secret),
+        sealed_secret,
         list(events),
     )
     assert row is not None
-    return row, secret
+    return row
 
 
 async def list_webhooks(conn: asyncpg.Connection, workspace_id: str) -> list[asyncpg.Record]:
@@ -150,14 +112,9 @@ async def delete_webhook(conn: asyncpg.Connection, workspace_id: str, webhook_id
 
 
 async def rotate_secret(
-    conn: asyncpg.Connection,
-    box: SecretBox,
-    workspace_id: str,
-    webhook_id: str,
-    grace: timedelta = ROTATION_GRACE,
-) -> str:
-    """A new secret; the old one keeps signing (as a second signature) for `grace`."""
-    secret = generate_webhook_secret()
+    conn: asyncpg.Connection, workspace_id: str, webhook_id: str, sealed_secret: str, grace: timedelta
+) -> None:
+    """The new (sealed) secret; the old one becomes the previous secret for `grace`."""
     updated = await conn.fetchval(
         """UPDATE webhooks SET previous_secret = secret, previous_secret_expires_at = now() + $3::interval,
                secret = $4, updated_at = now()
@@ -165,11 +122,10 @@ async def rotate_secret(
         webhook_id,
         workspace_id,
         grace,
-        box.encrypt(secret),
+        sealed_secret,
     )
     if updated is None:
         raise WebhookNotFound("webhook not found", field="webhook_id")
-    return secret
 
 
 async def load_targets(

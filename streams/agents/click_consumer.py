@@ -44,10 +44,8 @@ from engine.naming import STATE_EVENT as EVENT
 from engine.naming import STATE_EXPIRY as EXPIRY
 from engine.naming import STATE_INCARNATION as INCARNATION
 from engine.naming import STATE_PROGRESS as PROGRESS
-from engine.naming import STATE_STATS as STATS
 from engine.naming import STATE_SUNK as SUNK
 from engine.naming import STATE_VISITOR as VISITOR
-from engine.naming import STATE_WORKSPACE as WORKSPACE
 from engine.records import uuid_or_none
 from streams.agents.common import (
     CONSUMER_LAG,
@@ -59,6 +57,7 @@ from streams.agents.common import (
     task,
     until_written,
 )
+from streams.click_batch import BatchOverlay
 from streams.click_state import ClickState
 from streams.metrics import CLICK_LAG_TOTAL, CLICKHOUSE_LAST_WRITE, WORKER_READY
 from streams.resources import WorkerResources
@@ -191,6 +190,24 @@ class SinkJob:
         )
 
 
+@dataclass
+class CountedBatch:
+    """A batch after dedup and counting, before its table writes (held by `tables`)."""
+
+    tables: BatchOverlay
+    # Every well-formed first copy, replays included: (partition, position, click).
+    rows: list[tuple[int, int, EnrichedClick]] = field(default_factory=list)
+    # Re-sent copies from a lost incarnation (SinkJob.uncertain).
+    uncertain: list[tuple[int, int, EnrichedClick]] = field(default_factory=list)
+    # The clicks counted for the first time (the freshness histogram).
+    fresh: list[EnrichedClick] = field(default_factory=list)
+    # Last position per partition in the batch, malformed records included.
+    applied_upto: dict[int, int] = field(default_factory=dict)
+    # Event ids remembered for the first time, per partition.
+    new_event_ids: dict[int, int] = field(default_factory=dict)
+    first_request_id: str = ""
+
+
 def _ids(raw: RawClick | None) -> tuple[str, str]:
     """(event_id, request_id) of a click for log lines, "-" where unknown."""
     if raw is None:
@@ -227,26 +244,43 @@ class ClickProcessor:
         """Tables, limits and the live mirror for one batch of (partition, offset, value) records
         in offset order per partition; returns what is left for the sinks."""
         res, state = self.res, self.state
-        touched: dict[str, LinkStats] = {}
-        link_partition: dict[str, int] = {}
-        dirty: set[str] = set()
-        ws_state: dict[tuple[str, int], dict[str, int]] = {}
-        ws_dirty: set[tuple[str, int]] = set()
-        new_visitors: dict[tuple[int, str], int] = {}
-        new_ids: dict[tuple[int, str], list[Any]] = {}
-        rows: list[tuple[int, int, EnrichedClick]] = []
-        uncertain: list[tuple[int, int, EnrichedClick]] = []
-        first_request_id = ""
-        fresh: list[EnrichedClick] = []
-        applied_upto: dict[int, int] = {}
-        enrich = res.enricher.enrich
         # What the sink stage finished since the last batch becomes durable with this one.
         for partition, offset in self.sunk.items():
             if partition in state.partitions:
                 state.set(partition, SUNK, offset)
         self.sunk.clear()
+        batch = self.count(records)
+        tables = batch.tables
+        changed = await until_written("postgres_limits", lambda: self.enforce_limits(tables.stats))
+        for link_id in changed:
+            tables.stats_changed(link_id)
+        self.write_tables(batch)
+        await until_written("changelog", state.flush)
+        # The live mirror comes first, so the live path does not wait for the sinks. It needs
+        # nothing from them: its counters are absolute values of the tables just made durable, for
+        # every link and workspace share the batch touched, replays included (a replay rewrites
+        # the same numbers), and the live stream and feeds get every click once: the mirror
+        # publishes the rows past its own per-partition offset, so a replay after a crash before
+        # this point publishes what the crash kept from them, and nothing twice.
+        ws_counts = {k: v["count"] for k, v in tables.shares.items()}
+        await until_written(
+            "redis", lambda: res.mirror.write(tables.stats, ws_counts, batch.rows, batch.uncertain)
+        )
+        now = time.time()
+        for click in batch.fresh:
+            FRESHNESS.observe(max(0.0, now - click.ts))
+        AGENT_EVENTS.labels("clicks").inc(len(records))
+        DEDUP_SIZE.set(sum(self.dedup_entries.values()))
+        return SinkJob(batch.rows, tables.stats, batch.applied_upto, batch.uncertain, batch.first_request_id)
+
+    def count(self, records: list[tuple[int, int, bytes | None]]) -> CountedBatch:
+        """Dedup and count a batch against an overlay of the tables (nothing is written to them
+        yet): malformed records are skipped, re-sent copies dropped (or, from a lost incarnation,
+        handed to the sinks only), every other click enriched and counted once."""
+        batch = CountedBatch(BatchOverlay(self.state))
+        first_copy, count_click_ = self._first_copy, self._count_click  # per click: no lookups
         for partition, offset, payload in records:
-            applied_upto[partition] = offset
+            batch.applied_upto[partition] = offset
             try:
                 raw = RawClick.loads(payload)  # type: ignore[arg-type]
             except (ValueError, TypeError, AttributeError):
@@ -259,104 +293,85 @@ class ClickProcessor:
                     partition, offset, *_ids(raw),
                 )  # fmt: skip
                 continue
-            link_id = raw.link_id
-            id_key = (partition, f"{EVENT}{link_id}:{raw.event_id}")
-            seen = new_ids[id_key] if id_key in new_ids else state.get(partition, id_key[1])
-            if is_resent(seen[0] if seen else None, offset):
-                if in_ranges(seen[0], self.uncertain.get(partition, ())):  # type: ignore[arg-type]
-                    # Counted when first seen, in an incarnation that is gone, maybe before the
-                    # sinks had it: the sinks decide by event id (the tables stay as they are).
-                    first = state.get(partition, f"{VISITOR}{link_id}:{raw.visitor_id}")
-                    uncertain.append((partition, offset, enrich(raw, is_unique=first == seen[0])))
-                    CLICKS_UNCERTAIN.inc()
-                    log.info(
-                        "re-sent click from a lost incarnation, to the sinks that lack it "
-                        "partition=%s position=%s event_id=%s request_id=%s",
-                        partition, offset, *_ids(raw),
-                    )  # fmt: skip
-                    continue
-                CLICKS_RESENT.inc()
-                log.info(
-                    "dropping re-sent click partition=%s offset=%s event_id=%s request_id=%s",
-                    partition, offset, *_ids(raw),
-                )  # fmt: skip
-                continue
-            if seen is None:
-                new_ids[id_key] = [offset, raw.ts]
-            visitor_key = (partition, f"{VISITOR}{link_id}:{raw.visitor_id}")
-            first_seen = (
-                new_visitors[visitor_key]
-                if visitor_key in new_visitors
-                else state.get(partition, visitor_key[1])
+            if first_copy(batch, partition, offset, raw):
+                count_click_(batch, partition, offset, raw)
+        return batch
+
+    def _first_copy(self, batch: CountedBatch, partition: int, offset: int, raw: RawClick) -> bool:
+        """Whether the click is the first copy of its event id (or that copy read again); a new
+        event id is remembered. A re-sent copy is dropped, unless its first copy was counted in
+        an incarnation that is gone, maybe before the sinks had it: then the sinks decide by
+        event id (the tables stay as they are)."""
+        tables = batch.tables
+        event_key = f"{EVENT}{raw.link_id}:{raw.event_id}"
+        seen = tables.remember(partition, event_key, [offset, raw.ts])
+        if seen is None:
+            tables.set_local(partition, expiry_key(raw.ts, event_key), b"")
+            batch.new_event_ids[partition] = batch.new_event_ids.get(partition, 0) + 1
+            return True
+        if not is_resent(seen[0], offset):
+            return True
+        if in_ranges(seen[0], self.uncertain.get(partition, [])):
+            first = tables.get(partition, f"{VISITOR}{raw.link_id}:{raw.visitor_id}")
+            batch.uncertain.append(
+                (partition, offset, self.res.enricher.enrich(raw, is_unique=first == seen[0]))
             )
-            stats = touched.get(link_id)
-            if stats is None:  # this batch's own copy, counted in place
-                stats = touched[link_id] = LinkStats.from_dict(state.get(partition, STATS + link_id))
-                link_partition[link_id] = partition
-            is_unique = first_seen is None or first_seen == offset
-            click = enrich(raw, is_unique=is_unique)
-            applied = count_click(
-                stats,
-                offset,
-                is_unique=is_unique,
-                is_bot=click.is_bot,
-                is_preview=click.is_preview,
-                variant=variant_key(raw.rule_id, raw.variant),
-                source=source_key(raw.kind, raw.qr_code_id, raw.bio_link_id),
+            CLICKS_UNCERTAIN.inc()
+            log.info(
+                "re-sent click from a lost incarnation, to the sinks that lack it "
+                "partition=%s position=%s event_id=%s request_id=%s",
+                partition, offset, *_ids(raw),
+            )  # fmt: skip
+            return False
+        CLICKS_RESENT.inc()
+        log.info(
+            "dropping re-sent click partition=%s offset=%s event_id=%s request_id=%s",
+            partition, offset, *_ids(raw),
+        )  # fmt: skip
+        return False
+
+    def _count_click(self, batch: CountedBatch, partition: int, offset: int, raw: RawClick) -> None:
+        """Count a click into its link's counters and its workspace's share. Each of them, and
+        the visitor index, recognises a replay (a position it already has) by itself, not through
+        the others: after a crash any subset of a batch's changelog writes may be durable."""
+        tables = batch.tables
+        link_id = raw.link_id
+        first_seen = tables.remember(partition, f"{VISITOR}{link_id}:{raw.visitor_id}", offset)
+        is_unique = first_seen is None or first_seen == offset
+        click = self.res.enricher.enrich(raw, is_unique=is_unique)
+        applied = count_click(
+            tables.link_stats(partition, link_id),
+            offset,
+            is_unique=is_unique,
+            is_bot=click.is_bot,
+            is_preview=click.is_preview,
+            variant=variant_key(raw.rule_id, raw.variant),
+            source=source_key(raw.kind, raw.qr_code_id, raw.bio_link_id),
+        )
+        if not batch.rows:
+            batch.first_request_id = raw.request_id
+        batch.rows.append((partition, offset, click))
+        share = tables.workspace_share(partition, raw.workspace_id)
+        if offset > share["offset"]:
+            tables.set_workspace_share(
+                partition, raw.workspace_id, {"count": share["count"] + 1, "offset": offset}
             )
-            if not rows:
-                first_request_id = raw.request_id
-            rows.append((partition, offset, click))
-            ws_key = (raw.workspace_id, partition)
-            ws = ws_state.get(ws_key)
-            if ws is None:
-                ws = ws_state[ws_key] = state.get(partition, WORKSPACE + raw.workspace_id) or {
-                    "count": 0,
-                    "offset": -1,
-                }
-            # The visitor index and the workspace share are checked on their own, not through the
-            # link's "applied" flag: after a crash any subset of the batch's changelog writes may
-            # be durable, so each key must recognise a replay by itself.
-            if first_seen is None:
-                new_visitors[visitor_key] = offset
-            if offset > ws["offset"]:
-                ws_state[ws_key] = {"count": ws["count"] + 1, "offset": offset}
-                ws_dirty.add(ws_key)
-            if not applied:
-                CLICKS_REPLAYED.inc()
-                continue
-            dirty.add(link_id)
-            fresh.append(click)
-        dirty |= await until_written("postgres_limits", lambda: self.enforce_limits(touched))
-        # One write per key for the whole batch; a crash before they are durable replays it.
-        for (partition, key), value in new_ids.items():
-            state.set(partition, key, value)
-            state.set_local(partition, expiry_key(value[1], key), b"")
-            self.dedup_entries[partition] = self.dedup_entries.get(partition, 0) + 1
-        for (partition, key), offset in new_visitors.items():
-            state.set(partition, key, offset)
-        for link_id in dirty:
-            state.set(link_partition[link_id], STATS + link_id, touched[link_id].to_dict())
-        for workspace_id, partition in ws_dirty:
-            state.set(partition, WORKSPACE + workspace_id, ws_state[(workspace_id, partition)])
-        for partition, offset in applied_upto.items():
-            state.set(partition, PROGRESS, offset)
-        self.prune_event_ids(list(applied_upto))
-        await until_written("changelog", state.flush)
-        # The live mirror comes first, so the live path does not wait for the sinks. It needs
-        # nothing from them: its counters are absolute values of the tables just made durable, for
-        # every link and workspace share the batch touched, replays included (a replay rewrites
-        # the same numbers), and the live stream and feeds get every click once: the mirror
-        # publishes the rows past its own per-partition offset, so a replay after a crash before
-        # this point publishes what the crash kept from them, and nothing twice.
-        ws_counts = {k: v["count"] for k, v in ws_state.items()}
-        await until_written("redis", lambda: res.mirror.write(touched, ws_counts, rows, uncertain))
-        now = time.time()
-        for click in fresh:
-            FRESHNESS.observe(max(0.0, now - click.ts))
-        AGENT_EVENTS.labels("clicks").inc(len(records))
-        DEDUP_SIZE.set(sum(self.dedup_entries.values()))
-        return SinkJob(rows, touched, applied_upto, uncertain, first_request_id)
+        if not applied:
+            CLICKS_REPLAYED.inc()
+            return
+        tables.stats_changed(link_id)
+        batch.fresh.append(click)
+
+    def write_tables(self, batch: CountedBatch) -> None:
+        """The batch's writes into the click state, one per key (made durable by its flush; a
+        crash before that replays the batch), with each partition's last applied position, and
+        the event ids past their retention forgotten."""
+        batch.tables.commit()
+        for partition, count in batch.new_event_ids.items():
+            self.dedup_entries[partition] = self.dedup_entries.get(partition, 0) + count
+        for partition, offset in batch.applied_upto.items():
+            self.state.set(partition, PROGRESS, offset)
+        self.prune_event_ids(list(batch.applied_upto))
 
     async def sink(self, job: SinkJob) -> None:
         """The batch into ClickHouse and PostgreSQL. The sinks recognise replays by their own

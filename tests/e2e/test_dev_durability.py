@@ -28,7 +28,7 @@ import pytest
 from cli.procs import free_port, pid_alive
 from engine.naming import RedisKeys
 from tests.conftest import REDIS_URL
-from tests.e2e.test_dev_platform import _descendants
+from tests.e2e.helpers import descendants
 from tests.fakes.webhook_receiver import WebhookReceiver, serve_receiver
 
 pytestmark = pytest.mark.e2e
@@ -74,7 +74,7 @@ class Dev:
 
     def processes(self) -> set[int]:
         assert self.proc is not None
-        return {self.proc.pid, *_descendants(self.proc.pid)}
+        return {self.proc.pid, *descendants(self.proc.pid)}
 
     async def interrupt(self, within: float = 120.0) -> int:
         """Ctrl-C: SIGINT to the session's process group (dev's children run in groups of their own)."""

@@ -16,7 +16,7 @@ from typing import IO
 import pytest
 
 from cli.procs import free_port, pid_alive
-from tests.e2e.test_dev_platform import _descendants, _request, _wait_for, spawn_dev
+from tests.e2e.helpers import descendants, http_request, spawn_dev, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -54,15 +54,15 @@ def dev(tmp_path: Path, database_url: str) -> Iterator[tuple[subprocess.Popen[by
     output = Output(proc)
     children: set[int] = set()
     try:
-        healthy = _wait_for(
+        healthy = wait_for(
             lambda: (
                 (data_dir / "credentials.json").exists()
-                and _request("GET", f"http://127.0.0.1:{port}/healthz")[0] == 200
+                and http_request("GET", f"http://127.0.0.1:{port}/healthz")[0] == 200
                 and "Press Ctrl-C to stop." in output.text()
             ),
             timeout=90,
         )
-        children = _descendants(proc.pid)
+        children = descendants(proc.pid)
         assert healthy, "linkrift dev did not become healthy"
         names = {Path(f"/proc/{pid}/cmdline").read_bytes() for pid in children if pid_alive(pid)}
         assert any(b"tansu" in n or b"broker" in n for n in names), names
@@ -81,7 +81,7 @@ def test_children_die_when_dev_is_killed(dev: tuple[subprocess.Popen[bytes], set
     proc, children, _ = dev
     os.kill(proc.pid, signal.SIGKILL)  # no handler, no atexit: only the kernel can tell the children
     proc.wait()
-    leftovers = _wait_for(lambda: not any(pid_alive(p) for p in children), timeout=20) or sorted(
+    leftovers = wait_for(lambda: not any(pid_alive(p) for p in children), timeout=20) or sorted(
         p for p in children if pid_alive(p)
     )
     assert leftovers is True, f"orphans left running after SIGKILL: {leftovers}"

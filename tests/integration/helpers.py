@@ -13,6 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 from aiokafka import AIOKafkaConsumer
 
 from api.state import EMITTER
@@ -20,6 +21,8 @@ from engine.clicks.models import EnrichedClick, RawClick
 from tests.conftest import ApiHarness
 
 PASSWORD = "correct horse battery"
+# The destination of links added with `add_link`.
+DEST = "https://dest.example/landing"
 
 
 def bearer(token: str, workspace_id: str | None = None) -> dict[str, str]:
@@ -159,3 +162,21 @@ async def seed_resources(api: Any) -> dict[str, str]:
         "code": "fuzz",
         "slug": "fuzz",
     }
+
+
+async def add_link(pg: asyncpg.Connection, h: ApiHarness, code: str, url: str = DEST, **columns: Any) -> str:
+    values = {"user_id": h.user_id, "workspace_id": h.workspace_id, "short_code": code, "url": url, **columns}
+    names = ", ".join(values)
+    params = ", ".join(f"${i}" for i in range(1, len(values) + 1))
+    return str(
+        await pg.fetchval(f"INSERT INTO links ({names}) VALUES ({params}) RETURNING id", *values.values())
+    )
+
+
+async def add_domain(pg: asyncpg.Connection, h: ApiHarness, domain: str, **columns: Any) -> str:
+    values = {"workspace_id": h.workspace_id, "domain": domain, "is_verified": True, **columns}
+    names = ", ".join(values)
+    params = ", ".join(f"${i}" for i in range(1, len(values) + 1))
+    return str(
+        await pg.fetchval(f"INSERT INTO domains ({names}) VALUES ({params}) RETURNING id", *values.values())
+    )

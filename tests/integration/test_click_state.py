@@ -12,8 +12,10 @@ import pytest
 from aiokafka.errors import KafkaError
 
 from cli.procs import free_port
+from engine.clicks.counting import LinkStats
 from engine.kafka import ensure_topics
 from streams.agents.click_consumer import EXPIRY, ClickProcessor, expiry_key
+from streams.click_batch import BatchOverlay
 from streams.click_state import ClickState, PartitionState
 
 pytestmark = pytest.mark.integration
@@ -120,3 +122,45 @@ def test_expiry_keys_sort_by_time() -> None:
     keys = [expiry_key(ts, "e:k") for ts in (-5.0, 0.0, 59.0, 60.0, 1.7e9, 1.8e9, 1e15)]
     assert keys == sorted(keys)
     assert expiry_key(120.5, "e:a:b") == "x:0000000002:e:a:b"
+
+
+def test_the_batch_overlay_reads_its_own_writes_first_and_writes_the_state_once(tmp_path: Path) -> None:
+    """A batch counts against the overlay: its reads see the batch's earlier writes, then the
+    state; nothing reaches ClickState before `commit`, and then one write per key (the counters
+    only of links that changed)."""
+    state = ClickState("127.0.0.1:1", "unused", tmp_path)  # no flush here: no broker needed
+    state.partitions[0] = PartitionState(tmp_path / "p0")
+    state.set(0, "v:a:x", 3)
+    state.set(0, "s:a", LinkStats(total=3, offset=3).to_dict())
+    state.set(0, "s:b", LinkStats(total=1, offset=2).to_dict())
+    overlay = BatchOverlay(state)
+    assert overlay.get(0, "v:a:x") == 3  # from the state
+    assert overlay.get(0, "v:a:y") is None
+    overlay.set(0, "v:a:y", 5)
+    overlay.set(0, "v:a:y", 6)
+    assert overlay.get(0, "v:a:y") == 6  # the batch's own write first
+    assert state.get(0, "v:a:y") is None  # not in the state before commit
+    assert overlay.remember(0, "v:a:x", 9) == 3  # known: kept as it is
+    assert overlay.remember(0, "v:a:z", 7) is None  # new: remembered
+    assert overlay.remember(0, "v:a:z", 8) == 7
+    stats = overlay.link_stats(0, "a")
+    stats.total += 1
+    assert overlay.link_stats(0, "a") is stats  # loaded once, counted in place
+    overlay.link_stats(0, "b")  # read, unchanged: not written
+    overlay.stats_changed("a")
+    share = overlay.workspace_share(0, "w")
+    assert share == {"count": 0, "offset": -1}
+    overlay.set_workspace_share(0, "w", {"count": 1, "offset": 4})
+    assert overlay.workspace_share(0, "w") == {"count": 1, "offset": 4}
+    overlay.set_local(0, "x:0000000001:e:a:1", b"")
+    before = dict(state.partitions[0].pending)
+    assert overlay.commit() == 4  # v:a:y, v:a:z, w:w, s:a
+    assert state.get(0, "v:a:y") == 6
+    assert (state.get(0, "v:a:x"), state.get(0, "v:a:z")) == (3, 7)
+    assert state.get(0, "w:w") == {"count": 1, "offset": 4}
+    assert state.get(0, "s:a")["total"] == 4
+    assert state.partitions[0].pending[b"s:b"] == before[b"s:b"]
+    assert state.partitions[0].local == {b"x:0000000001:e:a:1": b""}
+    # Every counter the batch read stays available to the mirror and the sinks.
+    assert set(overlay.stats) == {"a", "b"} and overlay.shares == {("w", 0): {"count": 1, "offset": 4}}
+    state.partitions[0].close(remove=True)

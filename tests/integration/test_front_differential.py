@@ -32,7 +32,7 @@ from engine.links.access_cookies import sign_access
 from engine.qr.marker import qr_marker
 from tests.conftest import ApiHarness
 from tests.fakes.api import serve_settings
-from tests.integration.test_redirect import add_domain, add_link, record_clicks
+from tests.integration.helpers import add_domain, add_link, record_clicks
 
 pytestmark = pytest.mark.integration
 

@@ -19,6 +19,7 @@ import pytest
 from engine.bio import repository as bio_repository
 from engine.clicks.models import RawClick
 from engine.qr import repository as qr_repository
+from engine.qr import service as qr_service
 from engine.qr.marker import qr_marker
 from tests.conftest import ApiHarness
 from tests.fakes.api import serve_api
@@ -43,19 +44,20 @@ WORKER_ENV = {"LINKRIFT_WEBHOOK_ALLOW_PRIVATE": "true", "LINKRIFT_WEBHOOK_CLICK_
 
 
 async def _qr_code(conn: asyncpg.Connection, link: dict[str, str]) -> str:
-    row = await qr_repository.create_qr(
-        conn, workspace_id=link["workspace_id"], link_id=link["id"], base_url="http://s.test", fields={}
-    )
-    return str(row["id"])
+    """A dynamic QR code of the link, stored as it is (test data: no audit row)."""
+    qr_id = str(uuid.uuid4())
+    png, svg = qr_service.public_urls("http://s.test", qr_id)
+    await qr_repository.insert_qr(conn, qr_id, link["id"], png, svg, {})
+    return qr_id
 
 
 async def _bio_buttons(conn: asyncpg.Connection, workspace_id: str, n: int) -> tuple[str, list[str]]:
-    page = await bio_repository.create_page(
+    page = await bio_repository.insert_page(
         conn, workspace_id, {"slug": f"p{uuid.uuid4().hex[:8]}", "title": "P", "is_published": True}
     )
     buttons = [
-        await bio_repository.create_link(
-            conn, workspace_id, str(page["id"]), {"title": f"B{i}", "url": f"https://b{i}.example.com/"}
+        await bio_repository.insert_link(
+            conn, str(page["id"]), {"title": f"B{i}", "url": f"https://b{i}.example.com/"}
         )
         for i in range(n)
     ]

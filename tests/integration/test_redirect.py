@@ -24,11 +24,9 @@ from engine.auth.passwords import hash_password
 from engine.clicks.visitor import VisitorIdFactory
 from tests.conftest import PG_SERVER, ApiHarness, _make_principal
 from tests.fakes.front import make_test_server
-from tests.integration.helpers import record_clicks
+from tests.integration.helpers import DEST, add_domain, add_link, record_clicks
 
 pytestmark = pytest.mark.integration
-
-DEST = "https://dest.example/landing"
 
 
 @pytest.fixture(params=["aiohttp", "front"])
@@ -62,24 +60,6 @@ async def pg(database_url: str) -> AsyncIterator[asyncpg.Connection]:
     conn = await asyncpg.connect(database_url)
     yield conn
     await conn.close()
-
-
-async def add_link(pg: asyncpg.Connection, h: ApiHarness, code: str, url: str = DEST, **columns: Any) -> str:
-    values = {"user_id": h.user_id, "workspace_id": h.workspace_id, "short_code": code, "url": url, **columns}
-    names = ", ".join(values)
-    params = ", ".join(f"${i}" for i in range(1, len(values) + 1))
-    return str(
-        await pg.fetchval(f"INSERT INTO links ({names}) VALUES ({params}) RETURNING id", *values.values())
-    )
-
-
-async def add_domain(pg: asyncpg.Connection, h: ApiHarness, domain: str, **columns: Any) -> str:
-    values = {"workspace_id": h.workspace_id, "domain": domain, "is_verified": True, **columns}
-    names = ", ".join(values)
-    params = ", ".join(f"${i}" for i in range(1, len(values) + 1))
-    return str(
-        await pg.fetchval(f"INSERT INTO domains ({names}) VALUES ({params}) RETURNING id", *values.values())
-    )
 
 
 async def get(h: ApiHarness, path: str, **kwargs: Any) -> Any:

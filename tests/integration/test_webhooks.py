@@ -376,9 +376,9 @@ async def test_qr_scanned_and_bio_clicked_are_batched_from_their_kind_of_click(
     await create_hook(hooks_api, receiver.url, ["qr.scanned"])
     await create_hook(hooks_api, receiver.url, ["bio.clicked"])
     async with pool.acquire() as conn:
-        page = await bio_repository.create_page(conn, hooks_api.workspace_id, {"slug": "feed", "title": "F"})
-        button = await bio_repository.create_link(
-            conn, hooks_api.workspace_id, str(page["id"]), {"title": "B", "url": "https://b.example.com/"}
+        page = await bio_repository.insert_page(conn, hooks_api.workspace_id, {"slug": "feed", "title": "F"})
+        button = await bio_repository.insert_link(
+            conn, str(page["id"]), {"title": "B", "url": "https://b.example.com/"}
         )
     keys = RedisKeys(hooks_api.settings.namespace)
     feed = keys.click_feed(hooks_api.workspace_id)

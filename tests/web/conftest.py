@@ -158,3 +158,14 @@ def screenshots() -> Path:
     folder = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
     folder.mkdir(parents=True, exist_ok=True)
     return folder
+
+
+async def create_link(page: Page, server: WebServer, url: str, **fields: str) -> str:
+    """Create a link through the form; returns its detail page URL."""
+    await page.goto(server.url + "/app/links/new")
+    await page.fill("#f-url", url)
+    for name, value in fields.items():
+        await page.fill(f"#f-{name}", value)
+    await page.click("text=Create link")
+    await page.wait_for_url(re.compile(r".*/app/links/[0-9a-f-]{36}\?created=1"))
+    return page.url.split("?")[0]

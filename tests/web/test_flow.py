@@ -9,8 +9,7 @@ import pytest
 from playwright.async_api import Browser, Page, expect
 from playwright.async_api import Error as PlaywrightError
 
-from tests.web.conftest import PASSWORD, PHONE_UA, WebServer, sign_up, unique_email, verify_email
-from tests.web.test_links import create_link
+from tests.web.conftest import PASSWORD, PHONE_UA, WebServer, create_link, sign_up, unique_email, verify_email
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("business_plan")]
 

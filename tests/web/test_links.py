@@ -3,27 +3,15 @@ error beside the field), the short link working from a phone, QR download, bulk 
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import aiohttp
 import pytest
 from playwright.async_api import Page, expect
 
-from tests.web.conftest import WebServer, sign_up
+from tests.web.conftest import WebServer, create_link, sign_up
 
 pytestmark = pytest.mark.e2e
-
-
-async def create_link(page: Page, server: WebServer, url: str, **fields: str) -> str:
-    """Create a link through the form; returns its detail page URL."""
-    await page.goto(server.url + "/app/links/new")
-    await page.fill("#f-url", url)
-    for name, value in fields.items():
-        await page.fill(f"#f-{name}", value)
-    await page.click("text=Create link")
-    await page.wait_for_url(re.compile(r".*/app/links/[0-9a-f-]{36}\?created=1"))
-    return page.url.split("?")[0]
 
 
 async def test_search_filter_bulk_delete_and_export(page: Page, web_server: WebServer) -> None:

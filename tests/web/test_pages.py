@@ -12,8 +12,7 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Page
 
-from tests.web.conftest import WebServer, sign_up, verify_email
-from tests.web.test_links import create_link
+from tests.web.conftest import WebServer, create_link, sign_up, verify_email
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("business_plan")]
 

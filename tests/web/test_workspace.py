@@ -11,8 +11,7 @@ import pyotp
 import pytest
 from playwright.async_api import Browser, Page, expect
 
-from tests.web.conftest import PASSWORD, WebServer, log_in, sign_up, unique_email, verify_email
-from tests.web.test_links import create_link
+from tests.web.conftest import PASSWORD, WebServer, create_link, log_in, sign_up, unique_email, verify_email
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("business_plan")]
 
