@@ -138,6 +138,13 @@ def _clean(changes: dict[str, Any], settings_blocklist: list[str]) -> dict[str, 
     return out
 
 
+async def _fields(request: web.Request, model: type[BaseModel]) -> dict[str, Any]:
+    """The request's JSON body read as `model`: its set fields as column values (`_clean`; a URL
+    field is checked against the configured blocklist, themes have none)."""
+    body = parse_model(model, await read_json(request))
+    return _clean(body.model_dump(exclude_unset=True), request.app[SETTINGS].blocked_hosts)
+
+
 def _page_json(row: asyncpg.Record, base_url: str) -> dict[str, Any]:
     return {**record_to_json(row), "url": f"{base_url.rstrip('/')}/@{row['slug']}"}
 
@@ -149,10 +156,7 @@ def _page_json(row: asyncpg.Record, base_url: str) -> dict[str, Any]:
 async def create_page(request: web.Request) -> web.Response:
     who = await principal(request, Action.BIO_MANAGE)
     settings = request.app[SETTINGS]
-    fields = _clean(
-        parse_model(PageCreate, await read_json(request)).model_dump(exclude_unset=True),
-        settings.blocked_hosts,
-    )
+    fields = await _fields(request, PageCreate)
     async with request.app[PG].acquire() as conn, conn.transaction():
         row = await repository.create_page(conn, who.workspace_id, fields)
         await audit(conn, request, who, "bio_page.created", "bio_page", row["id"], fields)
@@ -181,10 +185,7 @@ async def update_page(request: web.Request) -> web.Response:
     who = await principal(request, Action.BIO_MANAGE)
     settings = request.app[SETTINGS]
     page_id = path_uuid(request, "page_id")
-    changes = _clean(
-        parse_model(PageUpdate, await read_json(request)).model_dump(exclude_unset=True),
-        settings.blocked_hosts,
-    )
+    changes = await _fields(request, PageUpdate)
     async with request.app[PG].acquire() as conn, conn.transaction():
         row = await repository.update_page(conn, who.workspace_id, page_id, changes)
         await audit(conn, request, who, "bio_page.updated", "bio_page", page_id, changes)
@@ -207,8 +208,7 @@ async def delete_page(request: web.Request) -> web.Response:
 async def create_link(request: web.Request) -> web.Response:
     who = await principal(request, Action.BIO_MANAGE)
     page_id = path_uuid(request, "page_id")
-    body = parse_model(LinkCreate, await read_json(request))
-    fields = _clean(body.model_dump(exclude_unset=True), request.app[SETTINGS].blocked_hosts)
+    fields = await _fields(request, LinkCreate)
     async with request.app[PG].acquire() as conn, conn.transaction():
         row = await repository.create_link(conn, who.workspace_id, page_id, fields)
         await audit(
@@ -241,8 +241,7 @@ async def reorder_links(request: web.Request) -> web.Response:
 async def update_link(request: web.Request) -> web.Response:
     who = await principal(request, Action.BIO_MANAGE)
     page_id, link_id = path_uuid(request, "page_id"), path_uuid(request, "link_id")
-    body = parse_model(LinkUpdate, await read_json(request))
-    changes = _clean(body.model_dump(exclude_unset=True), request.app[SETTINGS].blocked_hosts)
+    changes = await _fields(request, LinkUpdate)
     async with request.app[PG].acquire() as conn, conn.transaction():
         row = await repository.update_link(conn, who.workspace_id, page_id, link_id, changes)
         await audit(conn, request, who, "bio_link.updated", "bio_link", link_id, changes)
@@ -274,7 +273,7 @@ async def list_themes(request: web.Request) -> web.Response:
 @routes.post("/api/v1/bio-themes")
 async def create_theme(request: web.Request) -> web.Response:
     who = await principal(request, Action.BIO_MANAGE)
-    fields = _clean(parse_model(ThemeCreate, await read_json(request)).model_dump(exclude_unset=True), [])
+    fields = await _fields(request, ThemeCreate)
     async with request.app[PG].acquire() as conn, conn.transaction():
         row = await repository.create_theme(conn, who.workspace_id, fields)
         await audit(conn, request, who, "bio_theme.created", "bio_theme", row["id"], fields)
@@ -293,7 +292,7 @@ async def get_theme(request: web.Request) -> web.Response:
 async def update_theme(request: web.Request) -> web.Response:
     who = await principal(request, Action.BIO_MANAGE)
     theme_id = path_uuid(request, "theme_id")
-    changes = _clean(parse_model(ThemeUpdate, await read_json(request)).model_dump(exclude_unset=True), [])
+    changes = await _fields(request, ThemeUpdate)
     async with request.app[PG].acquire() as conn, conn.transaction():
         row = await repository.update_theme(conn, who.workspace_id, theme_id, changes)
         await audit(conn, request, who, "bio_theme.updated", "bio_theme", theme_id, changes)

@@ -3,6 +3,7 @@ the same engine function as the public page, from the form's unsaved values."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 from uuid import UUID
 
@@ -16,7 +17,7 @@ from engine.bio.css import sanitize_css
 from engine.bio.render import PageButton, render_bio_page
 from engine.errors import LinkRiftError, ValidationFailed
 from engine.records import record_to_json
-from web.core import PREFIX, Ctx, form_data, page, render, see_other, uuid_param
+from web.core import PREFIX, Ctx, form_data, page, render, see_other, uuid_param, with_blank_form
 
 routes = web.RouteTableDef()
 PAGE_TEXT = ("title", "bio", "avatar_url", "custom_css", "meta_title", "meta_description", "og_image_url")
@@ -46,7 +47,7 @@ async def bio_pages(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     return render(
         request,
         "bio/index.html",
-        {"pages": [api_bio._page_json(r, base) for r in rows], "errors": {}, "form": {}},
+        with_blank_form({"pages": [api_bio._page_json(r, base) for r in rows]}),
     )
 
 
@@ -99,6 +100,24 @@ async def _editor(request: web.Request, ctx: Ctx, page_id: str, **extra: Any) ->
     }
 
 
+async def _refused(
+    request: web.Request,
+    ctx: Ctx,
+    page_id: str,
+    exc: LinkRiftError | ValueError,
+    field: str,
+    message: str,
+    **form: Mapping[str, str],
+) -> web.Response:
+    """The editor again (422) with the page's or the new button's form as typed (`form=` or
+    `button_form=`) and why it was refused; a ValueError (pydantic) gets `field` and `message`."""
+    if isinstance(exc, LinkRiftError):
+        field, message = exc.field or field, exc.message
+    errors_key = "button_errors" if "button_form" in form else "errors"
+    context = await _editor(request, ctx, page_id, **form, **{errors_key: {field: message}})
+    return render(request, "bio/editor.html", context, status=422)
+
+
 @routes.get(PREFIX + "/bio/{page_id}")
 @page(action=Action.LINK_READ)
 async def editor(request: web.Request, ctx: Ctx) -> web.StreamResponse:
@@ -117,11 +136,7 @@ async def save(request: web.Request, ctx: Ctx) -> web.StreamResponse:
         async with request.app[PG].acquire() as conn:
             await repository.update_page(conn, ctx.principal.workspace_id, page_id, changes)
     except (LinkRiftError, ValueError) as exc:
-        message = exc.message if isinstance(exc, LinkRiftError) else "check the highlighted fields"
-        field = exc.field if isinstance(exc, LinkRiftError) and exc.field else "form"
-        context = await _editor(request, ctx, page_id)
-        context.update(form=form, errors={field: message})
-        return render(request, "bio/editor.html", context, status=422)
+        return await _refused(request, ctx, page_id, exc, "form", "check the highlighted fields", form=form)
     return see_other(request, f"{PREFIX}/bio/{page_id}?saved=1")
 
 
@@ -192,11 +207,9 @@ async def add_button(request: web.Request, ctx: Ctx) -> web.StreamResponse:
         async with request.app[PG].acquire() as conn:
             await repository.create_link(conn, ctx.principal.workspace_id, page_id, fields)
     except (LinkRiftError, ValueError) as exc:
-        message = exc.message if isinstance(exc, LinkRiftError) else "the button needs a title and a URL"
-        field = exc.field if isinstance(exc, LinkRiftError) and exc.field else "title"
-        context = await _editor(request, ctx, page_id)
-        context.update(button_form=form, button_errors={field: message})
-        return render(request, "bio/editor.html", context, status=422)
+        return await _refused(
+            request, ctx, page_id, exc, "title", "the button needs a title and a URL", button_form=form
+        )
     return see_other(request, f"{PREFIX}/bio/{page_id}#buttons")
 
 

@@ -22,7 +22,7 @@ from engine.billing.gateway import StripeGateway
 from engine.billing.plans import PAID_PLANS, PLANS, parse_plan
 from engine.billing.usage import usage_summary
 from engine.errors import LinkRiftError, NotFound, ValidationFailed
-from web.core import PREFIX, Ctx, PageRedirect, audit, form_data, page, render, see_other
+from web.core import PREFIX, Ctx, PageRedirect, audit, form_data, page, render, see_other, with_blank_form
 
 routes = web.RouteTableDef()
 ROLES = [r.value for r in Role if r is not Role.OWNER]
@@ -186,7 +186,7 @@ def _key_actor(ctx: Ctx) -> account_keys.KeyActor:
 async def _keys_context(request: web.Request, ctx: Ctx, **extra: Any) -> dict[str, Any]:
     async with request.app[PG].acquire() as conn:
         keys = await account_keys.list_keys(conn, ctx.principal.workspace_id, _key_actor(ctx))
-    return {"keys": keys, "scopes": SCOPE_LIST, "errors": {}, "form": {}, **extra}
+    return with_blank_form({"keys": keys, "scopes": SCOPE_LIST}, **extra)
 
 
 @routes.get(PREFIX + "/workspace/api-keys")
