@@ -38,17 +38,19 @@ def _page_changes(form: dict[str, str], blocked: list[str]) -> dict[str, Any]:
     return api_bio._clean(body, blocked)
 
 
-@routes.get(PREFIX + "/bio")
-@page(action=Action.LINK_READ)
-async def bio_pages(request: web.Request, ctx: Ctx) -> web.StreamResponse:
+async def _index(request: web.Request, ctx: Ctx, *, status: int = 200, **extra: Any) -> web.Response:
+    """The workspace's bio pages and the new-page form (`extra`: the form as typed and its errors)."""
     async with request.app[PG].acquire() as conn:
         rows = await repository.list_pages(conn, ctx.principal.workspace_id)
     base = request.app[SETTINGS].public_base_url
-    return render(
-        request,
-        "bio/index.html",
-        with_blank_form({"pages": [api_bio._page_json(r, base) for r in rows]}),
-    )
+    pages = [api_bio._page_json(r, base) for r in rows]
+    return render(request, "bio/index.html", with_blank_form({"pages": pages}, **extra), status=status)
+
+
+@routes.get(PREFIX + "/bio")
+@page(action=Action.LINK_READ)
+async def bio_pages(request: web.Request, ctx: Ctx) -> web.StreamResponse:
+    return await _index(request, ctx)
 
 
 @routes.post(PREFIX + "/bio")
@@ -63,18 +65,8 @@ async def create_page(request: web.Request, ctx: Ctx) -> web.StreamResponse:
         async with request.app[PG].acquire() as conn:
             row = await repository.create_page(conn, ctx.principal.workspace_id, fields)
     except LinkRiftError as exc:
-        async with request.app[PG].acquire() as conn:
-            rows = await repository.list_pages(conn, ctx.principal.workspace_id)
-        base = request.app[SETTINGS].public_base_url
-        return render(
-            request,
-            "bio/index.html",
-            {
-                "pages": [api_bio._page_json(r, base) for r in rows],
-                "errors": {exc.field or "slug": exc.message},
-                "form": form,
-            },
-            status=exc.status,
+        return await _index(
+            request, ctx, status=exc.status, errors={exc.field or "slug": exc.message}, form=form
         )
     return see_other(request, f"{PREFIX}/bio/{row['id']}")
 

@@ -11,8 +11,8 @@ from uuid import UUID
 
 from aiohttp import web
 
-from api.accounts import send_mail
 from api.state import PG, SETTINGS
+from api.workspaces import invite_by_mail
 from engine.accounts import api_keys as account_keys
 from engine.accounts import users, workspaces
 from engine.audit import AuditFilter, list_audit_logs
@@ -137,30 +137,24 @@ async def remove_member(request: web.Request, ctx: Ctx) -> web.StreamResponse:
 @page(action=Action.MEMBER_INVITE)
 async def invite(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     form = await form_data(request)
-    settings = request.app[SETTINGS]
-    ws = ctx.principal.workspace_id
+    base_url = request.app[SETTINGS].public_base_url
+    inviter = ctx.user.name if ctx.user else "Someone"
     try:
         email = users.normalize_email(form.get("email", ""))
-        async with request.app[PG].acquire() as conn:
-            _, token = await workspaces.invite(
-                conn,
-                audit(request, ctx),
-                ws,
-                email,
-                form.get("role", "member"),
-                timedelta(days=settings.invitation_ttl_days),
-            )
-            name = (await workspaces.get_workspace(conn, ws))["name"]
+        await invite_by_mail(
+            request,
+            audit(request, ctx),
+            ctx.principal.workspace_id,
+            email,
+            form.get("role", "member"),
+            lambda name, token: (
+                f"{inviter} invited you to the workspace {name} on LinkRift.\n\n"
+                f"Accept the invitation here:\n\n{base_url}/app/invitations/accept?token={token}\n"
+            ),
+        )
     except LinkRiftError as exc:
         context = await _overview(request, ctx, errors={"invite": exc.message}, invite_form=form)
         return render(request, "workspace/index.html", context, status=exc.status)
-    await send_mail(
-        request,
-        email,
-        f"You are invited to {name} on LinkRift",
-        f"{ctx.user.name if ctx.user else 'Someone'} invited you to the workspace {name} on LinkRift.\n\n"
-        f"Accept the invitation here:\n\n{settings.public_base_url}/app/invitations/accept?token={token}\n",
-    )
     return see_other(request, PREFIX + "/workspace?done=invited")
 
 
