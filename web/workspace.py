@@ -40,6 +40,11 @@ def _require(ctx: Ctx, action: Action) -> None:
     authorize(ctx.principal.role, None, action)
 
 
+async def _overview_page(request: web.Request, ctx: Ctx, status: int = 200, **extra: Any) -> web.Response:
+    """The workspace page (`extra`: a notice, or a refused form's errors and values)."""
+    return render(request, "workspace/index.html", await _overview(request, ctx, **extra), status=status)
+
+
 async def _overview(request: web.Request, ctx: Ctx, **extra: Any) -> dict[str, Any]:
     ws = ctx.principal.workspace_id
     async with request.app[PG].acquire() as conn:
@@ -81,7 +86,7 @@ async def overview(request: web.Request, ctx: Ctx) -> web.StreamResponse:
         notice = "Thanks! Your plan changes as soon as the payment is confirmed."
     elif checkout == "canceled":
         notice = "Checkout canceled; your plan is unchanged."
-    return render(request, "workspace/index.html", await _overview(request, ctx, notice=notice))
+    return await _overview_page(request, ctx, notice=notice)
 
 
 @routes.post(PREFIX + "/workspace")
@@ -95,8 +100,7 @@ async def rename(request: web.Request, ctx: Ctx) -> web.StreamResponse:
         async with request.app[PG].acquire() as conn:
             await workspaces.update_workspace(conn, audit(request, ctx), ctx.principal.workspace_id, changes)
     except ValidationFailed as exc:
-        context = await _overview(request, ctx, errors={exc.field or "name": exc.message})
-        return render(request, "workspace/index.html", context, status=exc.status)
+        return await _overview_page(request, ctx, exc.status, errors={exc.field or "name": exc.message})
     return see_other(request, PREFIX + "/workspace?done=saved")
 
 
@@ -153,8 +157,9 @@ async def invite(request: web.Request, ctx: Ctx) -> web.StreamResponse:
             ),
         )
     except LinkRiftError as exc:
-        context = await _overview(request, ctx, errors={"invite": exc.message}, invite_form=form)
-        return render(request, "workspace/index.html", context, status=exc.status)
+        return await _overview_page(
+            request, ctx, exc.status, errors={"invite": exc.message}, invite_form=form
+        )
     return see_other(request, PREFIX + "/workspace?done=invited")
 
 
