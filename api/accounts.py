@@ -7,7 +7,7 @@ an HttpOnly cookie scoped to /api/v1/auth, and are rotated on every refresh.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 
 from aiohttp import web
@@ -137,6 +137,25 @@ async def send_mail(request: web.Request, to: str, subject: str, body: str) -> N
         log.warning("mail delivery failed to=%s error=%s", to, exc)
 
 
+async def mail_password_reset(request: web.Request, email: str, compose: Callable[[str, int], str]) -> None:
+    """Mail a password-reset token to the account of `email`, if there is one (the API's and the
+    web app's "forgot password"; neither answer says which). `compose(token, ttl_minutes)` writes
+    the mail's body."""
+    ttl_minutes = request.app[SETTINGS].password_reset_ttl_minutes
+    async with request.app[PG].acquire() as conn:
+        found = await users.create_password_reset(conn, email, timedelta(minutes=ttl_minutes))
+    if found is not None:
+        user, token = found
+        await send_mail(request, user.email, "Reset your password", compose(token, ttl_minutes))
+
+
+async def current_user(request: web.Request) -> users.User:
+    """The signed-in person (a JWT session, not an API key)."""
+    claims = await signed_in_user(request)
+    async with request.app[PG].acquire() as conn:
+        return await users.get_user(conn, claims.user_id)
+
+
 @routes.post("/api/v1/auth/signup")
 async def signup(request: web.Request) -> web.Response:
     body = parse_model(SignUp, await read_json(request))
@@ -194,9 +213,7 @@ async def verify_email(request: web.Request) -> web.Response:
 
 @routes.post("/api/v1/auth/verify-email/resend")
 async def resend_verification(request: web.Request) -> web.Response:
-    claims = await signed_in_user(request)
-    async with request.app[PG].acquire() as conn:
-        user = await users.get_user(conn, claims.user_id)
+    user = await current_user(request)
     if not user.email_verified:
         await _send_verification(request, user)
     return web.Response(status=202)
@@ -206,21 +223,16 @@ async def resend_verification(request: web.Request) -> web.Response:
 async def forgot_password(request: web.Request) -> web.Response:
     """Always 202: the answer never says whether the email has an account."""
     body = parse_model(ForgotPassword, await read_json(request))
-    settings = request.app[SETTINGS]
-    async with request.app[PG].acquire() as conn:
-        found = await users.create_password_reset(
-            conn, body.email, timedelta(minutes=settings.password_reset_ttl_minutes)
-        )
-    if found is not None:
-        user, token = found
-        await send_mail(
-            request,
-            user.email,
-            "Reset your password",
+    base_url = request.app[SETTINGS].public_base_url
+    await mail_password_reset(
+        request,
+        body.email,
+        lambda token, minutes: (
             f"Reset your LinkRift password by POSTing this token with a new password to "
-            f"/api/v1/auth/password/reset (valid {settings.password_reset_ttl_minutes} minutes):\n\n"
-            f"{token}\n\n{settings.public_base_url}/app/reset-password?token={token}\n",
-        )
+            f"/api/v1/auth/password/reset (valid {minutes} minutes):\n\n"
+            f"{token}\n\n{base_url}/app/reset-password?token={token}\n"
+        ),
+    )
     return web.Response(status=202)
 
 
@@ -235,10 +247,7 @@ async def reset_password(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/users/me")
 async def me(request: web.Request) -> web.Response:
-    claims = await signed_in_user(request)
-    async with request.app[PG].acquire() as conn:
-        user = await users.get_user(conn, claims.user_id)
-    return json_response(user.to_json())
+    return json_response((await current_user(request)).to_json())
 
 
 @routes.patch("/api/v1/users/me")
@@ -302,9 +311,8 @@ async def revoke_other_sessions(request: web.Request) -> web.Response:
 
 @routes.post("/api/v1/users/me/2fa/setup")
 async def totp_setup(request: web.Request) -> web.Response:
-    claims = await signed_in_user(request)
+    user = await current_user(request)
     async with request.app[PG].acquire() as conn:
-        user = await users.get_user(conn, claims.user_id)
         enrolment = await users.begin_totp(conn, request.app[SECRETS], user)
     return json_response(
         {"secret": enrolment.secret, "otpauth_uri": enrolment.otpauth_uri, "qr_svg": enrolment.qr_svg}

@@ -11,10 +11,8 @@ import csv
 import io
 import logging
 from collections.abc import Iterable, Mapping
-from datetime import datetime
 from typing import Any
 
-import asyncpg
 from aiohttp import web
 
 from api.auth import principal
@@ -35,7 +33,7 @@ from engine.analytics.queries import (
 from engine.auth.permissions import Action
 from engine.errors import LinkRiftError, ServiceUnavailable, ValidationFailed
 from engine.links import repository, rule_service
-from engine.links.service import UTM_FIELDS
+from engine.links.models import StoredLink
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
@@ -62,27 +60,18 @@ def _wants_csv(query: Mapping[str, str]) -> bool:
     return fmt == "csv"
 
 
-async def _owned_link(request: web.Request, who: Principal, link_id: str) -> asyncpg.Record:
+async def _owned_link(request: web.Request, who: Principal, link_id: str) -> StoredLink:
     return await owned_link(request.app, who, link_id)
 
 
-async def owned_link(app: web.Application, who: Principal, link_id: str) -> asyncpg.Record:
+async def owned_link(app: web.Application, who: Principal, link_id: str) -> StoredLink:
     """The caller's live link; LinkNotFound (404) for another workspace's or a missing one."""
     async with app[PG].acquire() as conn:
         return await repository.get_link(conn, who.workspace_id, link_id)
 
 
-def _tracked_since(link: asyncpg.Record) -> datetime:
-    """Where a link's click history starts: an imported link's `created_at` is the source's date,
-    but LinkRift has its clicks only from the import on (the default window must not reach back
-    years to a date it has no clicks for)."""
-    value = link["imported_at"] or link["created_at"]
-    assert isinstance(value, datetime)
-    return value
-
-
 async def _report(
-    request: web.Request, who: Principal, link: asyncpg.Record | None, *, fallback: bool
+    request: web.Request, who: Principal, link: StoredLink | None, *, fallback: bool
 ) -> dict[str, Any]:
     return await window_report(request.app, who, link, request.query, fallback=fallback)
 
@@ -90,7 +79,7 @@ async def _report(
 async def window_report(
     app: web.Application,
     who: Principal,
-    link: asyncpg.Record | None,
+    link: StoredLink | None,
     q: Mapping[str, str],
     *,
     fallback: bool,
@@ -98,9 +87,9 @@ async def window_report(
 ) -> dict[str, Any]:
     """The click report of the workspace, or of one of its links, for the window in `q`
     (`analytics_overview`: without per-value unique visitors in the breakdowns)."""
-    window = parse_window(q, default_from=_tracked_since(link) if link is not None else None)
+    window = parse_window(q, default_from=link.tracked_since if link is not None else None)
     limit = parse_limit(q.get("limit"))
-    link_id = str(link["id"]) if link is not None else None
+    link_id = link.id if link is not None else None
     params = {**window.as_params(), "limit": limit, "workspace_id": who.workspace_id, "link_id": link_id}
     try:
         return {"source": "clickhouse", **await app[ANALYTICS].run(query, params)}
@@ -130,13 +119,13 @@ async def link_analytics(request: web.Request) -> web.StreamResponse:
 async def link_report(
     app: web.Application,
     who: Principal,
-    link: asyncpg.Record,
+    link: StoredLink,
     q: Mapping[str, str],
     *,
     query: str = "analytics_report",
 ) -> dict[str, Any]:
     """The link report: the window's figures plus the live all-time counters and the link's UTM."""
-    link_id = str(link["id"])
+    link_id = link.id
     body = await window_report(app, who, link, q, fallback=True, query=query)
     keys = app[KEYS]
     live = await app[REDIS].mget(keys.realtime_link(link_id), keys.realtime_unique(link_id))
@@ -144,15 +133,15 @@ async def link_report(
     # PostgreSQL columns are the batched, durable copy used when the mirror has expired. Analytics
     # count tracked clicks only: an import's count has no per-click history, so it is reported
     # beside them (imported_clicks), never in them.
-    total = int(live[0]) if live[0] is not None else int(link["tracked_clicks"])
-    unique = int(live[1]) if live[1] is not None else int(link["unique_clicks"])
+    total = int(live[0]) if live[0] is not None else link.tracked_clicks
+    unique = int(live[1]) if live[1] is not None else link.unique_clicks
     head = {"link_id": link_id, "total_clicks": total, "unique_clicks": unique, "utm": link_utm(link)}
-    return {**head, "imported_clicks": int(link["imported_clicks"]), **body}
+    return {**head, "imported_clicks": link.imported_clicks, **body}
 
 
-def link_utm(link: asyncpg.Record) -> dict[str, str | None]:
+def link_utm(link: StoredLink) -> dict[str, str | None]:
     """The UTM values the link itself adds to its destination (null when unset)."""
-    return {name: link[name] or None for name in UTM_FIELDS}
+    return {name: value or None for name, value in link.utm.items()}
 
 
 async def ab_report(
@@ -163,7 +152,7 @@ async def ab_report(
         link = await repository.get_link(conn, who.workspace_id, link_id)
         stored = await rule_service.list_rules(conn, who.workspace_id, link_id)
         rules = [r.to_json() for r in stored if r.rule_type == "ab_test"]
-    window = parse_window(q, default_from=_tracked_since(link))
+    window = parse_window(q, default_from=link.tracked_since)
     params = {**window.as_params(), "workspace_id": who.workspace_id, "link_id": link_id}
     result = await app[ANALYTICS].run("link_ab_variants", params)
     counts = [VariantCounts(**row) for row in result["variants"]]
@@ -251,7 +240,7 @@ async def link_clicks_csv(request: web.Request) -> web.StreamResponse:
     _check_params(request, _EXPORT_PARAMS)
     max_rows = parse_int(request.query.get("max_rows"), "max_rows", DEFAULT_EXPORT_ROWS, 1, MAX_EXPORT_ROWS)
     link = await _owned_link(request, who, link_id)
-    window = parse_window(request.query, default_from=_tracked_since(link))
+    window = parse_window(request.query, default_from=link.tracked_since)
     analytics = request.app[ANALYTICS]
     scope = {**window.as_params(), "workspace_id": who.workspace_id, "link_id": link_id}
 

@@ -138,6 +138,13 @@ def _clean(changes: dict[str, Any], settings_blocklist: list[str]) -> dict[str, 
     return out
 
 
+async def _fields(request: web.Request, model: type[BaseModel]) -> dict[str, Any]:
+    """The request's JSON body read as `model`: its set fields as column values (`_clean`; a URL
+    field is checked against the configured blocklist, themes have none)."""
+    body = parse_model(model, await read_json(request))
+    return _clean(body.model_dump(exclude_unset=True), request.app[SETTINGS].blocked_hosts)
+
+
 # Pages -----------------------------------------------------------------------------------------
 
 
@@ -145,10 +152,7 @@ def _clean(changes: dict[str, Any], settings_blocklist: list[str]) -> dict[str, 
 async def create_page(request: web.Request) -> web.Response:
     who = await principal(request, Action.BIO_MANAGE)
     settings = request.app[SETTINGS]
-    fields = _clean(
-        parse_model(PageCreate, await read_json(request)).model_dump(exclude_unset=True),
-        settings.blocked_hosts,
-    )
+    fields = await _fields(request, PageCreate)
     async with request.app[PG].acquire() as conn:
         row = await service.create_page(conn, audit_context(request, who), who.workspace_id, fields)
     return json_response(service.page_json(row, settings.public_base_url), 201)
@@ -176,10 +180,7 @@ async def update_page(request: web.Request) -> web.Response:
     who = await principal(request, Action.BIO_MANAGE)
     settings = request.app[SETTINGS]
     page_id = path_uuid(request, "page_id")
-    changes = _clean(
-        parse_model(PageUpdate, await read_json(request)).model_dump(exclude_unset=True),
-        settings.blocked_hosts,
-    )
+    changes = await _fields(request, PageUpdate)
     async with request.app[PG].acquire() as conn:
         row = await service.update_page(conn, audit_context(request, who), who.workspace_id, page_id, changes)
     return json_response(service.page_json(row, settings.public_base_url))
@@ -202,8 +203,7 @@ async def delete_page(request: web.Request) -> web.Response:
 async def create_link(request: web.Request) -> web.Response:
     who = await principal(request, Action.BIO_MANAGE)
     page_id = path_uuid(request, "page_id")
-    body = parse_model(LinkCreate, await read_json(request))
-    fields = _clean(body.model_dump(exclude_unset=True), request.app[SETTINGS].blocked_hosts)
+    fields = await _fields(request, LinkCreate)
     async with request.app[PG].acquire() as conn:
         row = await service.create_link(conn, audit_context(request, who), who.workspace_id, page_id, fields)
     return json_response(record_to_json(row), 201)
@@ -234,8 +234,7 @@ async def reorder_links(request: web.Request) -> web.Response:
 async def update_link(request: web.Request) -> web.Response:
     who = await principal(request, Action.BIO_MANAGE)
     page_id, link_id = path_uuid(request, "page_id"), path_uuid(request, "link_id")
-    body = parse_model(LinkUpdate, await read_json(request))
-    changes = _clean(body.model_dump(exclude_unset=True), request.app[SETTINGS].blocked_hosts)
+    changes = await _fields(request, LinkUpdate)
     async with request.app[PG].acquire() as conn:
         row = await service.update_link(
             conn, audit_context(request, who), who.workspace_id, page_id, link_id, changes
@@ -271,7 +270,7 @@ async def list_themes(request: web.Request) -> web.Response:
 @routes.post("/api/v1/bio-themes")
 async def create_theme(request: web.Request) -> web.Response:
     who = await principal(request, Action.BIO_MANAGE)
-    fields = _clean(parse_model(ThemeCreate, await read_json(request)).model_dump(exclude_unset=True), [])
+    fields = await _fields(request, ThemeCreate)
     async with request.app[PG].acquire() as conn:
         row = await service.create_theme(conn, audit_context(request, who), who.workspace_id, fields)
     return json_response(record_to_json(row), 201)
@@ -289,7 +288,7 @@ async def get_theme(request: web.Request) -> web.Response:
 async def update_theme(request: web.Request) -> web.Response:
     who = await principal(request, Action.BIO_MANAGE)
     theme_id = path_uuid(request, "theme_id")
-    changes = _clean(parse_model(ThemeUpdate, await read_json(request)).model_dump(exclude_unset=True), [])
+    changes = await _fields(request, ThemeUpdate)
     async with request.app[PG].acquire() as conn:
         row = await service.update_theme(
             conn, audit_context(request, who), who.workspace_id, theme_id, changes

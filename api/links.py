@@ -28,6 +28,7 @@ from engine.inputs import UtcDatetime, parse_datetime
 from engine.links import repository, service
 from engine.links.importers import FORMATS, ImportReport, ImportTarget, escape_cell, import_rows, parse_csv
 from engine.links.metadata import MetadataJobs
+from engine.links.models import StoredLink
 from engine.links.search import LinkFilters, iter_links, list_links
 from engine.links.tags import tags_for_links
 
@@ -92,7 +93,8 @@ async def metadata_ctx(app: web.Application) -> AsyncIterator[None]:
     await jobs.close()
 
 
-def _actor(request: web.Request, who: Principal) -> service.Actor:
+def link_actor(request: web.Request, who: Principal) -> service.Actor:
+    """The caller as the engine's link and rule use cases take it."""
     return service.Actor(
         workspace_id=who.workspace_id,
         user_id=who.user_id,
@@ -124,7 +126,7 @@ def _new_link(body: LinkCreate, blocked_hosts: list[str], prefix: str = "") -> s
         raise ValidationFailed(exc.message, field=f"{prefix}{exc.field}" if exc.field else None) from None
 
 
-async def _one_json(request: web.Request, conn: Any, row: Any) -> dict[str, Any]:
+async def _one_json(request: web.Request, conn: Any, row: StoredLink) -> dict[str, Any]:
     return (await service.links_json(conn, [row], request.app[SETTINGS].public_base_url))[0]
 
 
@@ -250,18 +252,18 @@ async def stream_export(request: web.Request, workspace_id: str, filters: LinkFi
         await response.write(_csv_lines([EXPORT_COLUMNS]))
         batch = first
         while batch is not None:
-            tags = await tags_for_links(conn, [str(r["id"]) for r in batch])
+            tags = await tags_for_links(conn, [link.id for link in batch])
             await response.write(_csv_lines(_export_row(r, tags, base_url) for r in batch))
             batch = await anext(batches, None)
     await response.write_eof()
     return response
 
 
-def _export_row(row: Any, tags: dict[str, list[dict[str, Any]]], base_url: str) -> list[object]:
+def _export_row(link: StoredLink, tags: dict[str, list[dict[str, Any]]], base_url: str) -> list[object]:
     values: dict[str, object] = {
-        **{c: row[c] for c in EXPORT_COLUMNS if c in row},
-        "short_url": f"{base_url}/{row['short_code']}",
-        "tags": "|".join(t["name"] for t in tags.get(str(row["id"]), [])),
+        **{c: getattr(link, c) for c in EXPORT_COLUMNS if c not in ("short_url", "tags")},
+        "short_url": f"{base_url}/{link.short_code}",
+        "tags": "|".join(t["name"] for t in tags.get(link.id, [])),
     }
     out: list[object] = []
     for col in EXPORT_COLUMNS:
@@ -355,7 +357,7 @@ async def create_link(request: web.Request) -> web.Response:
     body = parse_model(LinkCreate, await read_json(request))
     link = _new_link(body, request.app[SETTINGS].blocked_hosts)
     async with request.app[PG].acquire() as conn:
-        row = await service.create_link(conn, _actor(request, who), link)
+        row = await service.create_link(conn, link_actor(request, who), link)
         out = await _one_json(request, conn, row)
     request.app[METADATA].schedule(out["id"], out["url"])
     return json_response(out, 201)
@@ -374,7 +376,7 @@ async def bulk_create_links(request: web.Request) -> web.Response:
         except ValidationFailed as exc:
             items.append(exc)
     async with request.app[PG].acquire() as conn:
-        results = await service.create_links_bulk(conn, _actor(request, who), items)
+        results = await service.create_links_bulk(conn, link_actor(request, who), items)
         created = [r.row for r in results if r.row is not None]
         rendered = iter(await service.links_json(conn, created, request.app[SETTINGS].public_base_url))
     out = []
@@ -427,7 +429,7 @@ async def update_link(request: web.Request) -> web.Response:
     if not changes:
         raise ValidationFailed("nothing to change", field="body")
     async with request.app[PG].acquire() as conn:
-        row = await service.update_link(conn, _actor(request, who), link_id, changes)
+        row = await service.update_link(conn, link_actor(request, who), link_id, changes)
         out = await _one_json(request, conn, row)
     if "url" in changes:
         request.app[METADATA].schedule(out["id"], out["url"])
@@ -439,7 +441,7 @@ async def delete_link(request: web.Request) -> web.Response:
     who = await principal(request, Action.LINK_DELETE)
     link_id = _link_id(request)
     async with request.app[PG].acquire() as conn:
-        await service.delete_link(conn, _actor(request, who), link_id)
+        await service.delete_link(conn, link_actor(request, who), link_id)
     return web.Response(status=204)
 
 
@@ -448,6 +450,6 @@ async def restore_link(request: web.Request) -> web.Response:
     who = await principal(request, Action.LINK_DELETE)
     link_id = _link_id(request)
     async with request.app[PG].acquire() as conn:
-        row = await service.restore_link(conn, _actor(request, who), link_id)
+        row = await service.restore_link(conn, link_actor(request, who), link_id)
         out = await _one_json(request, conn, row)
     return json_response(out)

@@ -5,11 +5,11 @@ from __future__ import annotations
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict
 
-from api.audit import audit_context
 from api.auth import principal
 from api.errors import json_response
 from api.http import list_response, parse_model, parse_uuid, read_json
-from api.state import PG, TOPICS
+from api.links import link_actor
+from api.state import PG
 from engine.auth.permissions import Action
 from engine.errors import ValidationFailed
 from engine.inputs import BoundedJsonObject
@@ -64,14 +64,7 @@ async def post_rule(request: web.Request) -> web.Response:
     link_id = _link_id(request)
     body = parse_model(RuleCreate, await read_json(request))
     async with request.app[PG].acquire() as conn:
-        row = await rules.create_rule(
-            conn,
-            audit_context(request, who),
-            request.app[TOPICS].links_changes,
-            who.workspace_id,
-            link_id,
-            body.model_dump(),
-        )
+        row = await rules.create_rule(conn, link_actor(request, who), link_id, body.model_dump())
     return json_response(row.to_json(), 201)
 
 
@@ -95,15 +88,7 @@ async def patch_rule(request: web.Request) -> web.Response:
     if not changes:
         raise ValidationFailed("nothing to change", field="body")
     async with request.app[PG].acquire() as conn:
-        row = await rules.update_rule(
-            conn,
-            audit_context(request, who),
-            request.app[TOPICS].links_changes,
-            who.workspace_id,
-            link_id,
-            rule_id,
-            changes,
-        )
+        row = await rules.update_rule(conn, link_actor(request, who), link_id, rule_id, changes)
     return json_response(row.to_json())
 
 
@@ -112,12 +97,5 @@ async def delete_rule(request: web.Request) -> web.Response:
     who = await principal(request, Action.LINK_UPDATE)
     link_id, rule_id = _ids(request)
     async with request.app[PG].acquire() as conn:
-        await rules.delete_rule(
-            conn,
-            audit_context(request, who),
-            request.app[TOPICS].links_changes,
-            who.workspace_id,
-            link_id,
-            rule_id,
-        )
+        await rules.delete_rule(conn, link_actor(request, who), link_id, rule_id)
     return web.Response(status=204)

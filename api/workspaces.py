@@ -6,8 +6,9 @@ workspace_id)`: a workspace the caller is not in is a 404; a role or scope that 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Annotated
+from typing import Annotated, Any
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
@@ -20,6 +21,7 @@ from api.http import list_response, parse_model, parse_uuid, read_json
 from api.state import PG, SETTINGS, TOPICS
 from engine.accounts import api_keys, users, workspaces
 from engine.accounts.repository import Principal
+from engine.audit import AuditContext
 from engine.auth.api_key_tokens import SCOPES
 from engine.auth.permissions import Action, Role
 from engine.errors import ValidationFailed
@@ -197,25 +199,39 @@ async def create_invitation(request: web.Request) -> web.Response:
     who, ws = await _ws_principal(request, Action.MEMBER_INVITE)
     body = parse_model(InvitationCreate, await read_json(request))
     email = users.normalize_email(body.email)
+    base_url = request.app[SETTINGS].public_base_url
+    invitation = await invite_by_mail(
+        request,
+        audit_context(request, who),
+        ws,
+        email,
+        body.role,
+        lambda name, token: (
+            f"Accept by signing in and POSTing this token to /api/v1/invitations/accept:\n\n{token}\n\n"
+            f"{base_url}/app/invitations/accept?token={token}\n"
+        ),
+    )
+    return json_response(invitation, 201)
+
+
+async def invite_by_mail(
+    request: web.Request,
+    ctx: AuditContext,
+    workspace_id: str,
+    email: str,
+    role: str,
+    compose: Callable[[str, str], str],
+) -> dict[str, Any]:
+    """Invite `email` to the workspace and mail them the token (the API's and the web app's
+    invitations); `compose(workspace_name, token)` writes the mail's body. Returns the invitation."""
     settings = request.app[SETTINGS]
     async with request.app[PG].acquire() as conn:
         invitation, token = await workspaces.invite(
-            conn,
-            audit_context(request, who),
-            ws,
-            email,
-            body.role,
-            timedelta(days=settings.invitation_ttl_days),
+            conn, ctx, workspace_id, email, role, timedelta(days=settings.invitation_ttl_days)
         )
-        name = (await workspaces.get_workspace(conn, ws))["name"]
-    await send_mail(
-        request,
-        email,
-        f"You are invited to {name} on LinkRift",
-        f"Accept by signing in and POSTing this token to /api/v1/invitations/accept:\n\n{token}\n\n"
-        f"{settings.public_base_url}/app/invitations/accept?token={token}\n",
-    )
-    return json_response(invitation, 201)
+        name = (await workspaces.get_workspace(conn, workspace_id))["name"]
+    await send_mail(request, email, f"You are invited to {name} on LinkRift", compose(name, token))
+    return invitation
 
 
 @routes.delete(_WS + "/invitations/{invitation_id}")

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import asyncpg
 
@@ -28,21 +28,50 @@ class OutboxRow:
     payload: Any
 
 
-def link_change(event: str, row: Mapping[str, Any], old: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """A `links.changes` event for the link `row` (id, workspace_id, short_code, domain_id). When
-    the code or domain changed (`old`), the old ones ride along so that caches keyed by the old
-    code are invalidated too."""
+@runtime_checkable
+class LinkKeys(Protocol):
+    """What a `links.changes` event names of a link (engine.links.models.StoredLink has these)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def workspace_id(self) -> str: ...
+    @property
+    def short_code(self) -> str: ...
+    @property
+    def domain_id(self) -> str | None: ...
+
+
+def _keys(link: Mapping[str, Any] | LinkKeys) -> tuple[str, str, str, str]:
+    """(id, workspace_id, short_code, domain_id or "") of a link row or model."""
+    if isinstance(link, LinkKeys):
+        values = (link.id, link.workspace_id, link.short_code, link.domain_id)
+    else:  # a mapping or an asyncpg.Record
+        values = (link["id"], link["workspace_id"], link["short_code"], link["domain_id"])
+    link_id, workspace_id, short_code, domain_id = values
+    return str(link_id), str(workspace_id), short_code, str(domain_id) if domain_id else ""
+
+
+def link_change(
+    event: str, row: Mapping[str, Any] | LinkKeys, old: Mapping[str, Any] | LinkKeys | None = None
+) -> dict[str, Any]:
+    """A `links.changes` event for the link `row` (a row with id, workspace_id, short_code and
+    domain_id, or a StoredLink). When the code or domain changed (`old`), the old ones ride along
+    so that caches keyed by the old code are invalidated too."""
+    link_id, workspace_id, short_code, domain_id = _keys(row)
     payload = {
         "event": event,
-        "link_id": str(row["id"]),
-        "workspace_id": str(row["workspace_id"]),
-        "short_code": row["short_code"],
-        "domain_id": str(row["domain_id"]) if row["domain_id"] else "",
+        "link_id": link_id,
+        "workspace_id": workspace_id,
+        "short_code": short_code,
+        "domain_id": domain_id,
         "at": datetime.now(UTC).isoformat(),
     }
-    if old is not None and (old["short_code"], old["domain_id"]) != (row["short_code"], row["domain_id"]):
-        payload["old_short_code"] = old["short_code"]
-        payload["old_domain_id"] = str(old["domain_id"]) if old["domain_id"] else ""
+    if old is not None:
+        _, _, old_code, old_domain = _keys(old)
+        if (old_code, old_domain) != (short_code, domain_id):
+            payload["old_short_code"] = old_code
+            payload["old_domain_id"] = old_domain
     return payload
 
 

@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import base64
 import secrets
-from datetime import timedelta
 from urllib.parse import quote
 
 import orjson
 from aiohttp import web
 
-from api.accounts import SECRETS, SESSIONS, _send_verification, send_mail
+from api.accounts import SECRETS, SESSIONS, _send_verification, mail_password_reset
 from api.audit import audit_context
 from api.ratelimit import limit_ip
 from api.state import KEYS, PG, REDIS, SETTINGS
@@ -164,11 +163,29 @@ async def signup(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     return await _start_session(request, user.id, form.get("next") or PREFIX + "/links?welcome=1")
 
 
-@routes.get(PREFIX + "/verify-email")
-@page(signed_in=False)
-async def verify_email_form(request: web.Request, ctx: Ctx) -> web.StreamResponse:
-    # A button, not an automatic GET: mail scanners that open links must not use up the token.
-    return render(request, "account/verify_email.html", {"token": request.query.get("token", "")})
+def _token_form(request: web.Request, template: str, **extra: str) -> web.Response:
+    """A page that a mailed link opens (email verification, password reset, invitation): the
+    link's `?token=` goes into the page's form, to be posted by a button."""
+    return render(request, template, {"token": request.query.get("token", ""), **extra})
+
+
+def _token_refused(request: web.Request, template: str, exc: LinkRiftError, token: str = "") -> web.Response:
+    """A token page saying why its token failed."""
+    return render(request, template, {"token": token, "error": exc.message}, status=exc.status)
+
+
+def _token_form_page(path: str, template: str) -> None:
+    """GET `path`: the page of a mailed link, a form with the link's token and a button. A button,
+    not an automatic GET: mail scanners that open links must not use up the token."""
+
+    @routes.get(PREFIX + path)
+    @page(signed_in=False)
+    async def token_form(request: web.Request, ctx: Ctx) -> web.StreamResponse:
+        return _token_form(request, template)
+
+
+_token_form_page("/verify-email", "account/verify_email.html")
+_token_form_page("/reset-password", "account/reset.html")
 
 
 @routes.post(PREFIX + "/verify-email")
@@ -179,9 +196,7 @@ async def verify_email(request: web.Request, ctx: Ctx) -> web.StreamResponse:
         async with request.app[PG].acquire() as conn:
             await users.verify_email(conn, form.get("token", "")[:200])
     except LinkRiftError as exc:
-        return render(
-            request, "account/verify_email.html", {"token": "", "error": exc.message}, status=exc.status
-        )
+        return _token_refused(request, "account/verify_email.html", exc)
     return render(request, "account/verify_email.html", {"verified": True})
 
 
@@ -206,29 +221,18 @@ async def forgot_form(request: web.Request, ctx: Ctx) -> web.StreamResponse:
 async def forgot(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     await _rate_limit(request, "forgot")
     form = await form_data(request)
-    settings = request.app[SETTINGS]
+    base_url = request.app[SETTINGS].public_base_url
     email = form.get("email", "")[:255]
-    async with request.app[PG].acquire() as conn:
-        found = await users.create_password_reset(
-            conn, email, timedelta(minutes=settings.password_reset_ttl_minutes)
-        )
-    if found is not None:
-        user, token = found
-        await send_mail(
-            request,
-            user.email,
-            "Reset your password",
-            f"Choose a new LinkRift password (valid {settings.password_reset_ttl_minutes} minutes):\n\n"
-            f"{settings.public_base_url}/app/reset-password?token={token}\n",
-        )
+    await mail_password_reset(
+        request,
+        email,
+        lambda token, minutes: (
+            f"Choose a new LinkRift password (valid {minutes} minutes):\n\n"
+            f"{base_url}/app/reset-password?token={token}\n"
+        ),
+    )
     # The same answer either way: the page never says whether the email has an account.
     return render(request, "account/forgot.html", {"sent": True, "email": email})
-
-
-@routes.get(PREFIX + "/reset-password")
-@page(signed_in=False)
-async def reset_form(request: web.Request, ctx: Ctx) -> web.StreamResponse:
-    return render(request, "account/reset.html", {"token": request.query.get("token", "")})
 
 
 @routes.post(PREFIX + "/reset-password")
@@ -242,9 +246,7 @@ async def reset(request: web.Request, ctx: Ctx) -> web.StreamResponse:
             user_id = await users.reset_password(conn, token, form.get("password", ""))
             await request.app[SESSIONS].revoke_all(conn, user_id, "password_reset")
     except LinkRiftError as exc:
-        return render(
-            request, "account/reset.html", {"token": token, "error": exc.message}, status=exc.status
-        )
+        return _token_refused(request, "account/reset.html", exc, token)
     resp = render(request, "account/reset.html", {"done": True})
     resp.del_cookie(SESSION_COOKIE, path=PREFIX)
     return resp
@@ -253,11 +255,10 @@ async def reset(request: web.Request, ctx: Ctx) -> web.StreamResponse:
 @routes.get(PREFIX + "/invitations/accept")
 @page(signed_in=False)
 async def invitation_form(request: web.Request, ctx: Ctx) -> web.StreamResponse:
-    token = request.query.get("token", "")
     if ctx.user is None:
-        back = quote(f"{PREFIX}/invitations/accept?token={token}", safe="")
-        return render(request, "account/invitation.html", {"token": token, "back": back})
-    return render(request, "account/invitation.html", {"token": token})
+        back = quote(f"{PREFIX}/invitations/accept?token={request.query.get('token', '')}", safe="")
+        return _token_form(request, "account/invitation.html", back=back)
+    return _token_form(request, "account/invitation.html")
 
 
 @routes.post(PREFIX + "/invitations/accept")
@@ -271,9 +272,7 @@ async def accept_invitation(request: web.Request, ctx: Ctx) -> web.StreamRespons
                 conn, audit_context(request, user_id=ctx.user.id), ctx.user.email, form.get("token", "")[:200]
             )
     except LinkRiftError as exc:
-        return render(
-            request, "account/invitation.html", {"token": "", "error": exc.message}, status=exc.status
-        )
+        return _token_refused(request, "account/invitation.html", exc)
     resp = see_other(request, PREFIX + "/links")
     set_cookie(request, resp, WORKSPACE_COOKIE, ws, 365 * 86400)
     return resp

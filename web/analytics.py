@@ -16,7 +16,6 @@ from urllib.parse import quote
 from zoneinfo import ZoneInfo, available_timezones
 
 import aiohttp_jinja2
-import asyncpg
 from aiohttp import web
 
 from api.analytics import ab_report, csv_response, link_report, owned_link, report_rows, window_report
@@ -24,6 +23,7 @@ from api.stream import stream_clicks
 from engine.analytics.queries import DIMENSIONS
 from engine.auth.permissions import Action
 from engine.errors import LinkNotFound, ServiceUnavailable, ValidationFailed
+from engine.links.models import StoredLink
 from engine.records import parse_uuid
 from web.core import PREFIX, Ctx, page, render
 
@@ -103,11 +103,11 @@ def _is_live(q: Mapping[str, str]) -> bool:
 
 
 async def _page_data(
-    request: web.Request, ctx: Ctx, link: asyncpg.Record | None
+    request: web.Request, ctx: Ctx, link: StoredLink | None
 ) -> tuple[dict[str, Any] | None, str | None]:
     """(report, error message): a bad period or an unavailable store is a sentence on the page."""
     who = ctx.principal
-    params = _query(request, default_from=_tracked_since(link) if link is not None else None)
+    params = _query(request, default_from=link.tracked_since if link is not None else None)
     try:
         if link is None:
             report = await window_report(request.app, who, None, params, fallback=True, query=OVERVIEW)
@@ -118,12 +118,6 @@ async def _page_data(
     except ValidationFailed as exc:
         return None, exc.message
     return report, None
-
-
-def _tracked_since(link: asyncpg.Record) -> datetime:
-    value = link["imported_at"] or link["created_at"]
-    assert isinstance(value, datetime)
-    return value
 
 
 def _context(request: web.Request, report: dict[str, Any] | None, error: str | None) -> dict[str, Any]:
@@ -163,7 +157,7 @@ async def workspace_analytics(request: web.Request, ctx: Ctx) -> web.StreamRespo
 async def link_analytics(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     link = await owned_link(request.app, ctx.principal, _link_id(request))
     report, error = await _page_data(request, ctx, link)
-    context = {"title": f"Analytics · {link['short_code']}", "link": link, **_context(request, report, error)}
+    context = {"title": f"Analytics · {link.short_code}", "link": link, **_context(request, report, error)}
     return render(request, "analytics/link.html", context)
 
 
@@ -173,11 +167,11 @@ async def link_ab(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     """The A/B section, fetched by htmx once the page is shown (it groups every visitor of the
     window, the page's most expensive query, so it does not hold the page back)."""
     link = await owned_link(request.app, ctx.principal, _link_id(request))
-    params = _query(request, default_from=_tracked_since(link))
+    params = _query(request, default_from=link.tracked_since)
     ab: dict[str, Any] | None = None
     error = None
     try:
-        ab = await ab_report(request.app, ctx.principal, str(link["id"]), params)
+        ab = await ab_report(request.app, ctx.principal, link.id, params)
     except ServiceUnavailable:
         error = "A/B results need ClickHouse, which is not answering right now."
     except ValidationFailed as exc:
@@ -204,9 +198,9 @@ async def workspace_csv(request: web.Request, ctx: Ctx) -> web.StreamResponse:
 @page(action=Action.ANALYTICS_READ)
 async def link_csv(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     link = await owned_link(request.app, ctx.principal, _link_id(request))
-    params = _query(request, default_from=_tracked_since(link))
+    params = _query(request, default_from=link.tracked_since)
     report = await window_report(request.app, ctx.principal, link, params, fallback=False)
-    return csv_response(report_rows(report), f"link-{link['short_code']}-analytics.csv")
+    return csv_response(report_rows(report), f"link-{link.short_code}-analytics.csv")
 
 
 @routes.get(PREFIX + "/stream/clicks")

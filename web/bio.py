@@ -3,6 +3,7 @@ the same engine function as the public page, from the form's unsaved values."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 from uuid import UUID
 
@@ -17,7 +18,7 @@ from engine.bio.css import sanitize_css
 from engine.bio.render import PageButton, render_bio_page
 from engine.errors import LinkRiftError, ValidationFailed
 from engine.records import record_to_json
-from web.core import PREFIX, Ctx, audit, form_data, page, render, see_other, uuid_param
+from web.core import PREFIX, Ctx, audit, form_data, page, render, see_other, uuid_param, with_blank_form
 
 routes = web.RouteTableDef()
 PAGE_TEXT = ("title", "bio", "avatar_url", "custom_css", "meta_title", "meta_description", "og_image_url")
@@ -38,17 +39,19 @@ def _page_changes(form: dict[str, str], blocked: list[str]) -> dict[str, Any]:
     return api_bio._clean(body, blocked)
 
 
-@routes.get(PREFIX + "/bio")
-@page(action=Action.LINK_READ)
-async def bio_pages(request: web.Request, ctx: Ctx) -> web.StreamResponse:
+async def _index(request: web.Request, ctx: Ctx, *, status: int = 200, **extra: Any) -> web.Response:
+    """The workspace's bio pages and the new-page form (`extra`: the form as typed and its errors)."""
     async with request.app[PG].acquire() as conn:
         rows = await repository.list_pages(conn, ctx.principal.workspace_id)
     base = request.app[SETTINGS].public_base_url
-    return render(
-        request,
-        "bio/index.html",
-        {"pages": [bio_service.page_json(r, base) for r in rows], "errors": {}, "form": {}},
-    )
+    pages = [bio_service.page_json(r, base) for r in rows]
+    return render(request, "bio/index.html", with_blank_form({"pages": pages}, **extra), status=status)
+
+
+@routes.get(PREFIX + "/bio")
+@page(action=Action.LINK_READ)
+async def bio_pages(request: web.Request, ctx: Ctx) -> web.StreamResponse:
+    return await _index(request, ctx)
 
 
 @routes.post(PREFIX + "/bio")
@@ -63,18 +66,8 @@ async def create_page(request: web.Request, ctx: Ctx) -> web.StreamResponse:
         async with request.app[PG].acquire() as conn:
             row = await bio_service.create_page(conn, audit(request, ctx), ctx.principal.workspace_id, fields)
     except LinkRiftError as exc:
-        async with request.app[PG].acquire() as conn:
-            rows = await repository.list_pages(conn, ctx.principal.workspace_id)
-        base = request.app[SETTINGS].public_base_url
-        return render(
-            request,
-            "bio/index.html",
-            {
-                "pages": [bio_service.page_json(r, base) for r in rows],
-                "errors": {exc.field or "slug": exc.message},
-                "form": form,
-            },
-            status=exc.status,
+        return await _index(
+            request, ctx, status=exc.status, errors={exc.field or "slug": exc.message}, form=form
         )
     return see_other(request, f"{PREFIX}/bio/{row['id']}")
 
@@ -100,6 +93,24 @@ async def _editor(request: web.Request, ctx: Ctx, page_id: str, **extra: Any) ->
     }
 
 
+async def _refused(
+    request: web.Request,
+    ctx: Ctx,
+    page_id: str,
+    exc: LinkRiftError | ValueError,
+    field: str,
+    message: str,
+    **form: Mapping[str, str],
+) -> web.Response:
+    """The editor again (422) with the page's or the new button's form as typed (`form=` or
+    `button_form=`) and why it was refused; a ValueError (pydantic) gets `field` and `message`."""
+    if isinstance(exc, LinkRiftError):
+        field, message = exc.field or field, exc.message
+    errors_key = "button_errors" if "button_form" in form else "errors"
+    context = await _editor(request, ctx, page_id, **form, **{errors_key: {field: message}})
+    return render(request, "bio/editor.html", context, status=422)
+
+
 @routes.get(PREFIX + "/bio/{page_id}")
 @page(action=Action.LINK_READ)
 async def editor(request: web.Request, ctx: Ctx) -> web.StreamResponse:
@@ -120,11 +131,7 @@ async def save(request: web.Request, ctx: Ctx) -> web.StreamResponse:
                 conn, audit(request, ctx), ctx.principal.workspace_id, page_id, changes
             )
     except (LinkRiftError, ValueError) as exc:
-        message = exc.message if isinstance(exc, LinkRiftError) else "check the highlighted fields"
-        field = exc.field if isinstance(exc, LinkRiftError) and exc.field else "form"
-        context = await _editor(request, ctx, page_id)
-        context.update(form=form, errors={field: message})
-        return render(request, "bio/editor.html", context, status=422)
+        return await _refused(request, ctx, page_id, exc, "form", "check the highlighted fields", form=form)
     return see_other(request, f"{PREFIX}/bio/{page_id}?saved=1")
 
 
@@ -197,11 +204,9 @@ async def add_button(request: web.Request, ctx: Ctx) -> web.StreamResponse:
                 conn, audit(request, ctx), ctx.principal.workspace_id, page_id, fields
             )
     except (LinkRiftError, ValueError) as exc:
-        message = exc.message if isinstance(exc, LinkRiftError) else "the button needs a title and a URL"
-        field = exc.field if isinstance(exc, LinkRiftError) and exc.field else "title"
-        context = await _editor(request, ctx, page_id)
-        context.update(button_form=form, button_errors={field: message})
-        return render(request, "bio/editor.html", context, status=422)
+        return await _refused(
+            request, ctx, page_id, exc, "title", "the button needs a title and a URL", button_form=form
+        )
     return see_other(request, f"{PREFIX}/bio/{page_id}#buttons")
 
 

@@ -242,6 +242,12 @@ def render(
     return resp
 
 
+def with_blank_form(context: Mapping[str, Any], **extra: Any) -> dict[str, Any]:
+    """A list page's context with its create form empty and no errors; `extra` overrides them (the
+    form as typed and its errors, after a refused submit) or adds to them."""
+    return {**context, "errors": {}, "form": {}, **extra}
+
+
 def audit(request: web.Request, ctx: Ctx) -> AuditContext:
     return audit_context(request, ctx.principal)
 

@@ -21,7 +21,7 @@ from engine.webhooks import repository as hooks_repo
 from engine.webhooks import service as hooks_service
 from engine.webhooks.events import EVENT_TYPES, validate_events
 from engine.webhooks.targets import validate_target
-from web.core import PREFIX, Ctx, audit, form_data, page, render, see_other, uuid_param
+from web.core import PREFIX, Ctx, audit, form_data, page, render, see_other, uuid_param, with_blank_form
 
 routes = web.RouteTableDef()
 
@@ -33,13 +33,8 @@ async def _domains_context(request: web.Request, ctx: Ctx, **extra: Any) -> dict
     async with request.app[PG].acquire() as conn:
         rows = await domains_repo.list_domains(conn, ctx.principal.workspace_id)
     platform = request.app[SETTINGS].default_domain.split(":")[0]
-    return {
-        "domains": [r.to_json(api_domains.routing_target(request)) for r in rows],
-        "platform_host": platform,
-        "errors": {},
-        "form": {},
-        **extra,
-    }
+    target = api_domains.routing_target(request)
+    return with_blank_form({"domains": [r.to_json(target) for r in rows], "platform_host": platform}, **extra)
 
 
 @routes.get(PREFIX + "/domains")
@@ -104,13 +99,8 @@ async def delete_domain(request: web.Request, ctx: Ctx) -> web.StreamResponse:
 async def _hooks_context(request: web.Request, ctx: Ctx, **extra: Any) -> dict[str, Any]:
     async with request.app[PG].acquire() as conn:
         rows = await hooks_repo.list_webhooks(conn, ctx.principal.workspace_id)
-    return {
-        "hooks": [hooks_service.webhook_json(r) for r in rows],
-        "event_types": sorted(EVENT_TYPES),
-        "errors": {},
-        "form": {},
-        **extra,
-    }
+    hooks = [hooks_service.webhook_json(r) for r in rows]
+    return with_blank_form({"hooks": hooks, "event_types": sorted(EVENT_TYPES)}, **extra)
 
 
 @routes.get(PREFIX + "/webhooks")

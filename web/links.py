@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 from urllib.parse import urlencode
 
+import asyncpg
 from aiohttp import web
 from aiohttp.web_request import FileField
 
@@ -14,13 +15,14 @@ from api import links as api_links
 from api import qr as api_qr
 from api import rules as api_rules
 from api.http import parse_model
-from api.state import PG, SETTINGS, TOPICS
+from api.state import PG, SETTINGS
 from engine.auth.permissions import Action, authorize
 from engine.domains import repository as domains_repo
 from engine.errors import LinkNotFound, LinkRiftError, ValidationFailed
 from engine.links import repository, service
 from engine.links import rule_service as rules_repo
 from engine.links.importers import FORMATS
+from engine.links.models import StoredLink
 from engine.links.search import SORT_KEYS, LinkFilters, list_links
 from engine.links.tags import list_tags, tags_for_links
 from engine.qr import service as qr_service
@@ -215,7 +217,7 @@ async def create_link(request: web.Request, ctx: Ctx) -> web.StreamResponse:
             parse_model(api_links.LinkCreate, body), request.app[SETTINGS].blocked_hosts
         )
         async with request.app[PG].acquire() as conn:
-            row = await service.create_link(conn, api_links._actor(request, who), link)
+            row = await service.create_link(conn, api_links.link_actor(request, who), link)
     except LinkRiftError as exc:
         context = await _form_context(request, ctx)
         return render(
@@ -224,8 +226,8 @@ async def create_link(request: web.Request, ctx: Ctx) -> web.StreamResponse:
             {**context, "link": None, "form": form, "errors": _error_map(exc)},
             status=exc.status,
         )
-    request.app[api_links.METADATA].schedule(str(row["id"]), row["url"])
-    return see_other(request, f"{PREFIX}/links/{row['id']}?created=1")
+    request.app[api_links.METADATA].schedule(row.id, row.url)
+    return see_other(request, f"{PREFIX}/links/{row.id}?created=1")
 
 
 def link_id_param(request: web.Request) -> str:
@@ -262,23 +264,44 @@ def _form_of(link: Mapping[str, Any]) -> dict[str, str]:
 async def link_page(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     link_id = link_id_param(request)
     link = await _link(request, ctx, link_id)
+    return await _detail_page(
+        request,
+        ctx,
+        link,
+        _form_of(link),
+        created=request.query.get("created") == "1",
+        saved=request.query.get("saved") == "1",
+    )
+
+
+async def _detail_page(
+    request: web.Request,
+    ctx: Ctx,
+    link: dict[str, Any],
+    form: Mapping[str, Any],
+    *,
+    errors: dict[str, str] | None = None,
+    status: int = 200,
+    **flags: bool,
+) -> web.StreamResponse:
+    """The link's page: its edit form (with `errors` from a failed save) and its rules."""
     context = await _form_context(request, ctx)
     async with request.app[PG].acquire() as conn:
-        rule_rows = await rules_repo.list_rules(conn, ctx.principal.workspace_id, link_id)
+        rule_rows = await rules_repo.list_rules(conn, ctx.principal.workspace_id, link["id"])
     return render(
         request,
         "links/detail.html",
         {
             **context,
             "link": link,
-            "form": _form_of(link),
-            "errors": {},
+            "form": form,
+            "errors": errors or {},
             "rules": [r.to_json() for r in rule_rows],
             "rule_form": {"rule_type": "device"},
             "rule_errors": {},
-            "created": request.query.get("created") == "1",
-            "saved": request.query.get("saved") == "1",
+            **flags,
         },
+        status=status,
     )
 
 
@@ -294,47 +317,39 @@ async def update_link(request: web.Request, ctx: Ctx) -> web.StreamResponse:
         if changes.get("domain_id") is not None:
             changes["domain_id"] = str(changes["domain_id"])
         async with request.app[PG].acquire() as conn:
-            row = await service.update_link(conn, api_links._actor(request, who), link_id, changes)
+            row = await service.update_link(conn, api_links.link_actor(request, who), link_id, changes)
     except LinkRiftError as exc:
         link = await _link(request, ctx, link_id)
-        context = await _form_context(request, ctx)
-        async with request.app[PG].acquire() as conn:
-            rule_rows = await rules_repo.list_rules(conn, who.workspace_id, link_id)
-        return render(
-            request,
-            "links/detail.html",
-            {
-                **context,
-                "link": link,
-                "form": form,
-                "errors": _error_map(exc),
-                "rules": [r.to_json() for r in rule_rows],
-                "rule_form": {"rule_type": "device"},
-                "rule_errors": {},
-            },
-            status=exc.status,
-        )
+        return await _detail_page(request, ctx, link, form, errors=_error_map(exc), status=exc.status)
     if "url" in changes:
-        request.app[api_links.METADATA].schedule(str(row["id"]), row["url"])
+        request.app[api_links.METADATA].schedule(row.id, row.url)
     return see_other(request, f"{PREFIX}/links/{link_id}?saved=1")
 
 
 @routes.post(PREFIX + "/links/{link_id}/delete")
 @page(action=Action.LINK_DELETE)
 async def delete_link(request: web.Request, ctx: Ctx) -> web.StreamResponse:
-    link_id = link_id_param(request)
-    async with request.app[PG].acquire() as conn:
-        await service.delete_link(conn, api_links._actor(request, ctx.principal), link_id)
+    await _trash(request, ctx, service.delete_link)
     return see_other(request, f"{PREFIX}/links")
 
 
 @routes.post(PREFIX + "/links/{link_id}/restore")
 @page(action=Action.LINK_DELETE)
 async def restore_link(request: web.Request, ctx: Ctx) -> web.StreamResponse:
+    link_id = await _trash(request, ctx, service.restore_link)
+    return see_other(request, f"{PREFIX}/links/{link_id}")
+
+
+async def _trash(
+    request: web.Request,
+    ctx: Ctx,
+    change: Callable[[asyncpg.Connection, service.Actor, str], Awaitable[StoredLink]],
+) -> str:
+    """Move the path's link to the trash or back (`change`: service.delete_link or restore_link)."""
     link_id = link_id_param(request)
     async with request.app[PG].acquire() as conn:
-        await service.restore_link(conn, api_links._actor(request, ctx.principal), link_id)
-    return see_other(request, f"{PREFIX}/links/{link_id}")
+        await change(conn, api_links.link_actor(request, ctx.principal), link_id)
+    return link_id
 
 
 @routes.post(PREFIX + "/links/bulk")
@@ -343,7 +358,7 @@ async def bulk(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     form = await request.post()
     ids = [_uuid_or_none(str(v), "ids") for v in form.getall("ids", [])][:200]
     action = form.get("action")
-    actor = api_links._actor(request, ctx.principal)
+    actor = api_links.link_actor(request, ctx.principal)
     if not ids:
         raise ValidationFailed("select at least one link first", field="ids")
     async with request.app[PG].acquire() as conn:
@@ -361,7 +376,7 @@ async def bulk(request: web.Request, ctx: Ctx) -> web.StreamResponse:
                 row = await repository.get_link(conn, ctx.principal.workspace_id, link_id)
                 current = [t["name"] for t in (await tags_for_links(conn, [link_id])).get(link_id, [])]
                 if tag not in current:
-                    await service.update_link(conn, actor, str(row["id"]), {"tags": [*current, tag]})
+                    await service.update_link(conn, actor, row.id, {"tags": [*current, tag]})
             else:
                 raise ValidationFailed("choose an action", field="action")
     back = request.headers.get("Referer", "")
@@ -496,14 +511,7 @@ async def add_rule(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     try:
         body = parse_model(api_rules.RuleCreate, rule_body(form))
         async with request.app[PG].acquire() as conn:
-            await rules_repo.create_rule(
-                conn,
-                audit(request, ctx),
-                request.app[TOPICS].links_changes,
-                who.workspace_id,
-                link_id,
-                body.model_dump(),
-            )
+            await rules_repo.create_rule(conn, api_links.link_actor(request, who), link_id, body.model_dump())
     except ValidationFailed as exc:
         link = await _link(request, ctx, link_id)
         context = await _form_context(request, ctx)
@@ -533,14 +541,7 @@ async def delete_rule(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     rule_id = _uuid_or_none(request.match_info["rule_id"], "rule_id")
     assert rule_id is not None
     async with request.app[PG].acquire() as conn:
-        await rules_repo.delete_rule(
-            conn,
-            audit(request, ctx),
-            request.app[TOPICS].links_changes,
-            ctx.principal.workspace_id,
-            link_id,
-            rule_id,
-        )
+        await rules_repo.delete_rule(conn, api_links.link_actor(request, ctx.principal), link_id, rule_id)
     return see_other(request, f"{PREFIX}/links/{link_id}#rules")
 
 

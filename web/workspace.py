@@ -11,8 +11,8 @@ from uuid import UUID
 
 from aiohttp import web
 
-from api.accounts import send_mail
 from api.state import PG, SETTINGS
+from api.workspaces import invite_by_mail
 from engine.accounts import api_keys as account_keys
 from engine.accounts import users, workspaces
 from engine.audit import AuditFilter, list_audit_logs
@@ -22,7 +22,7 @@ from engine.billing.gateway import StripeGateway
 from engine.billing.plans import PAID_PLANS, PLANS, parse_plan
 from engine.billing.usage import usage_summary
 from engine.errors import LinkRiftError, NotFound, ValidationFailed
-from web.core import PREFIX, Ctx, PageRedirect, audit, form_data, page, render, see_other
+from web.core import PREFIX, Ctx, PageRedirect, audit, form_data, page, render, see_other, with_blank_form
 
 routes = web.RouteTableDef()
 ROLES = [r.value for r in Role if r is not Role.OWNER]
@@ -38,6 +38,11 @@ def _uuid(raw: str, field: str) -> str:
 
 def _require(ctx: Ctx, action: Action) -> None:
     authorize(ctx.principal.role, None, action)
+
+
+async def _overview_page(request: web.Request, ctx: Ctx, status: int = 200, **extra: Any) -> web.Response:
+    """The workspace page (`extra`: a notice, or a refused form's errors and values)."""
+    return render(request, "workspace/index.html", await _overview(request, ctx, **extra), status=status)
 
 
 async def _overview(request: web.Request, ctx: Ctx, **extra: Any) -> dict[str, Any]:
@@ -81,7 +86,7 @@ async def overview(request: web.Request, ctx: Ctx) -> web.StreamResponse:
         notice = "Thanks! Your plan changes as soon as the payment is confirmed."
     elif checkout == "canceled":
         notice = "Checkout canceled; your plan is unchanged."
-    return render(request, "workspace/index.html", await _overview(request, ctx, notice=notice))
+    return await _overview_page(request, ctx, notice=notice)
 
 
 @routes.post(PREFIX + "/workspace")
@@ -95,8 +100,7 @@ async def rename(request: web.Request, ctx: Ctx) -> web.StreamResponse:
         async with request.app[PG].acquire() as conn:
             await workspaces.update_workspace(conn, audit(request, ctx), ctx.principal.workspace_id, changes)
     except ValidationFailed as exc:
-        context = await _overview(request, ctx, errors={exc.field or "name": exc.message})
-        return render(request, "workspace/index.html", context, status=exc.status)
+        return await _overview_page(request, ctx, exc.status, errors={exc.field or "name": exc.message})
     return see_other(request, PREFIX + "/workspace?done=saved")
 
 
@@ -137,30 +141,25 @@ async def remove_member(request: web.Request, ctx: Ctx) -> web.StreamResponse:
 @page(action=Action.MEMBER_INVITE)
 async def invite(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     form = await form_data(request)
-    settings = request.app[SETTINGS]
-    ws = ctx.principal.workspace_id
+    base_url = request.app[SETTINGS].public_base_url
+    inviter = ctx.user.name if ctx.user else "Someone"
     try:
         email = users.normalize_email(form.get("email", ""))
-        async with request.app[PG].acquire() as conn:
-            _, token = await workspaces.invite(
-                conn,
-                audit(request, ctx),
-                ws,
-                email,
-                form.get("role", "member"),
-                timedelta(days=settings.invitation_ttl_days),
-            )
-            name = (await workspaces.get_workspace(conn, ws))["name"]
+        await invite_by_mail(
+            request,
+            audit(request, ctx),
+            ctx.principal.workspace_id,
+            email,
+            form.get("role", "member"),
+            lambda name, token: (
+                f"{inviter} invited you to the workspace {name} on LinkRift.\n\n"
+                f"Accept the invitation here:\n\n{base_url}/app/invitations/accept?token={token}\n"
+            ),
+        )
     except LinkRiftError as exc:
-        context = await _overview(request, ctx, errors={"invite": exc.message}, invite_form=form)
-        return render(request, "workspace/index.html", context, status=exc.status)
-    await send_mail(
-        request,
-        email,
-        f"You are invited to {name} on LinkRift",
-        f"{ctx.user.name if ctx.user else 'Someone'} invited you to the workspace {name} on LinkRift.\n\n"
-        f"Accept the invitation here:\n\n{settings.public_base_url}/app/invitations/accept?token={token}\n",
-    )
+        return await _overview_page(
+            request, ctx, exc.status, errors={"invite": exc.message}, invite_form=form
+        )
     return see_other(request, PREFIX + "/workspace?done=invited")
 
 
@@ -186,7 +185,7 @@ def _key_actor(ctx: Ctx) -> account_keys.KeyActor:
 async def _keys_context(request: web.Request, ctx: Ctx, **extra: Any) -> dict[str, Any]:
     async with request.app[PG].acquire() as conn:
         keys = await account_keys.list_keys(conn, ctx.principal.workspace_id, _key_actor(ctx))
-    return {"keys": keys, "scopes": SCOPE_LIST, "errors": {}, "form": {}, **extra}
+    return with_blank_form({"keys": keys, "scopes": SCOPE_LIST}, **extra)
 
 
 @routes.get(PREFIX + "/workspace/api-keys")

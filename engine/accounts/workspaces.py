@@ -500,14 +500,14 @@ async def revoke_invitation(
     conn: asyncpg.Connection, ctx: AuditContext, workspace_id: str, invitation_id: str
 ) -> None:
     async with conn.transaction():
-        row = await conn.fetchrow(
+        row = await fetch_one(
+            conn,
+            NotFound("invitation not found", field="invitation_id"),
             "DELETE FROM workspace_invitations WHERE id = $1 AND workspace_id = $2 AND accepted_at IS NULL "
             "RETURNING email, role",
             invitation_id,
             workspace_id,
         )
-        if row is None:
-            raise NotFound("invitation not found", field="invitation_id")
         await write_audit(
             conn,
             ctx,

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 import asyncpg
 import orjson
 
 from engine.db.sql import fetch_one
 from engine.errors import LinkNotFound, ShortCodeTaken
-from engine.links.models import CachedLink
+from engine.links.models import CachedLink, StoredLink
 from engine.links.shortcodes import generate_code
 from engine.outbox import link_change, write_outbox
 
@@ -60,7 +59,7 @@ async def create_link(
     redirect_type: int = 302,
     forward_query: bool = False,
     utm: dict[str, str] | None = None,
-) -> asyncpg.Record:
+) -> StoredLink:
     """Insert a link and its `created` outbox event in one transaction.
 
     A generated code retries on collision; a custom code that is taken raises ShortCodeTaken.
@@ -98,8 +97,9 @@ async def create_link(
                     is_active,
                 )
                 assert row is not None
-                await write_outbox(conn, topic, str(row["id"]), link_change("created", row))
-                return row
+                link = StoredLink.from_row(row)
+                await write_outbox(conn, topic, link.id, link_change("created", link))
+                return link
         except asyncpg.UniqueViolationError:
             if short_code:
                 raise ShortCodeTaken(
@@ -110,10 +110,10 @@ async def create_link(
 
 async def get_link(
     conn: asyncpg.Connection, workspace_id: str, link_id: str, *, deleted: bool = False, lock: bool = False
-) -> asyncpg.Record:
+) -> StoredLink:
     """A live link of the workspace (or, with `deleted`, a soft-deleted one); LinkNotFound otherwise."""
     state = "IS NOT NULL" if deleted else "IS NULL"
-    return await fetch_one(
+    row = await fetch_one(
         conn,
         LinkNotFound("link not found"),
         f"SELECT {LINK_COLUMNS} FROM links WHERE id = $1 AND workspace_id = $2 AND deleted_at {state}"
@@ -121,6 +121,21 @@ async def get_link(
         link_id,
         workspace_id,
     )
+    return StoredLink.from_row(row)
+
+
+async def update_returning(
+    conn: asyncpg.Connection, link_id: str, assignments: str, *args: object
+) -> StoredLink:
+    """`UPDATE links SET {assignments}, updated_at = now()` for one link (parameters from $2 on),
+    returning the changed link."""
+    row = await conn.fetchrow(
+        f"UPDATE links SET {assignments}, updated_at = now() WHERE id = $1 RETURNING {LINK_COLUMNS}",
+        link_id,
+        *args,
+    )
+    assert row is not None
+    return StoredLink.from_row(row)
 
 
 async def load_cached_link(
@@ -150,16 +165,3 @@ async def load_cached_link(
         utm=utm,
         rules=rules,
     )
-
-
-def link_to_json(row: asyncpg.Record, base_url: str) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in dict(row).items():
-        if isinstance(value, datetime):
-            out[key] = value.isoformat()
-        elif value is not None and key.endswith("id"):
-            out[key] = str(value)
-        else:
-            out[key] = value
-    out["short_url"] = f"{base_url.rstrip('/')}/{row['short_code']}"
-    return out

@@ -21,6 +21,7 @@ import asyncpg
 import orjson
 
 from engine.errors import ValidationFailed
+from engine.links.models import StoredLink
 from engine.links.repository import LINK_COLUMNS
 from engine.records import uuid_or_none
 
@@ -51,7 +52,7 @@ class LinkFilters:
 
 @dataclass(frozen=True, slots=True)
 class LinkPage:
-    rows: list[asyncpg.Record]
+    rows: list[StoredLink]
     next_cursor: str | None = None
     total_count: int | None = None
 
@@ -97,11 +98,11 @@ def _where(workspace_id: str, f: LinkFilters) -> tuple[list[str], list[Any]]:
     return where, args
 
 
-def encode_cursor(sort: str, row: asyncpg.Record) -> str:
-    value = row["title"] or "" if sort == "title" else row[sort]
+def encode_cursor(sort: str, link: StoredLink) -> str:
+    value = link.title or "" if sort == "title" else getattr(link, sort)
     if isinstance(value, datetime):
         value = value.isoformat()
-    raw = orjson.dumps([sort, value, str(row["id"])])
+    raw = orjson.dumps([sort, value, link.id])
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
@@ -157,7 +158,7 @@ async def list_links(
             *args,
         )
         total = int(rows[0]["total_count"]) if rows else await _count(conn, where, args[:-2])
-        return LinkPage(list(rows), total_count=total)
+        return LinkPage([StoredLink.from_row(r) for r in rows], total_count=total)
     if cursor:
         value, row_id = decode_cursor(cursor, sort)
         args.extend([value, row_id])
@@ -169,7 +170,7 @@ async def list_links(
             ORDER BY {order_by} LIMIT ${len(args)}""",
         *args,
     )
-    page_rows = list(rows[:limit])
+    page_rows = [StoredLink.from_row(r) for r in rows[:limit]]
     next_cursor = encode_cursor(sort, page_rows[-1]) if len(rows) > limit else None
     return LinkPage(page_rows, next_cursor=next_cursor)
 
@@ -181,7 +182,7 @@ async def _count(conn: asyncpg.Connection, where: list[str], args: list[Any]) ->
 
 async def iter_links(
     conn: asyncpg.Connection, workspace_id: str, filters: LinkFilters, *, batch: int = 500
-) -> AsyncIterator[list[asyncpg.Record]]:
+) -> AsyncIterator[list[StoredLink]]:
     """Every matching link, oldest first, in batches (keyset, so memory stays flat)."""
     cursor: str | None = None
     while True:

@@ -19,8 +19,10 @@ from engine import outbox
 from engine.audit import AuditContext, write_audit
 from engine.auth.passwords import hash_password, validate_password
 from engine.billing.usage import enforce_link_quota
+from engine.db.sql import set_clause
 from engine.errors import LinkRiftError, QuotaExceeded, ShortCodeTaken, ValidationFailed
 from engine.links import repository
+from engine.links.models import StoredLink
 from engine.links.shortcodes import validate_custom_code
 from engine.links.tags import set_link_tags, tags_for_links, validate_tag_names
 from engine.links.urls import validate_destination
@@ -150,34 +152,31 @@ async def _hash(password: str | None) -> str | None:
     return await asyncio.to_thread(hash_password, password) if password is not None else None
 
 
-def audit_view(row: asyncpg.Record | Mapping[str, Any]) -> dict[str, Any]:
+_AUDITED = (
+    "url",
+    "short_code",
+    "domain_id",
+    "title",
+    "is_active",
+    "expires_at",
+    "max_clicks",
+    "redirect_type",
+    "forward_query",
+    "has_password",
+    *UTM_FIELDS,
+)
+
+
+def audit_view(link: StoredLink) -> dict[str, Any]:
     """A link as the audit log stores it (no hashes; JSON-safe values)."""
-    keep = (
-        "url",
-        "short_code",
-        "domain_id",
-        "title",
-        "is_active",
-        "expires_at",
-        "max_clicks",
-        "redirect_type",
-        "forward_query",
-        "has_password",
-        *UTM_FIELDS,
-    )
     out: dict[str, Any] = {}
-    for key in keep:
-        if key in row:
-            value = row[key]
-            out[key] = (
-                value.isoformat()
-                if isinstance(value, datetime)
-                else (str(value) if key == "domain_id" and value else value)
-            )
+    for key in _AUDITED:
+        value = getattr(link, key)
+        out[key] = value.isoformat() if isinstance(value, datetime) else value
     return out
 
 
-async def create_link(conn: asyncpg.Connection, actor: Actor, link: NewLink) -> asyncpg.Record:
+async def create_link(conn: asyncpg.Connection, actor: Actor, link: NewLink) -> StoredLink:
     """Insert a validated link with its tags, outbox event and audit row (one transaction)."""
     password_hash = await _hash(link.password)
     async with conn.transaction():
@@ -202,9 +201,9 @@ async def create_link(conn: asyncpg.Connection, actor: Actor, link: NewLink) -> 
             utm=dict(link.utm),
         )
         if link.tags:
-            await set_link_tags(conn, actor.workspace_id, str(row["id"]), link.tags)
+            await set_link_tags(conn, actor.workspace_id, row.id, link.tags)
         await write_audit(
-            conn, actor.audit, actor.workspace_id, "link.created", "link", str(row["id"]), new=audit_view(row)
+            conn, actor.audit, actor.workspace_id, "link.created", "link", row.id, new=audit_view(row)
         )
     return row
 
@@ -212,7 +211,7 @@ async def create_link(conn: asyncpg.Connection, actor: Actor, link: NewLink) -> 
 @dataclass(frozen=True, slots=True)
 class BulkResult:
     index: int
-    row: asyncpg.Record | None = None
+    row: StoredLink | None = None
     error: LinkRiftError | None = None
 
 
@@ -237,7 +236,7 @@ async def create_links_bulk(
 
 async def update_link(
     conn: asyncpg.Connection, actor: Actor, link_id: str, changes: Mapping[str, Any]
-) -> asyncpg.Record:
+) -> StoredLink:
     """Apply a PATCH: only the keys present change; `None` clears a nullable field (a null
     password removes the password). Writes `updated` with the old code if the code moved."""
     sets: dict[str, Any] = {}
@@ -260,30 +259,24 @@ async def update_link(
         old = await repository.get_link(conn, actor.workspace_id, link_id, lock=True)
         if "domain_id" in sets:
             await _check_domain(conn, actor.workspace_id, sets["domain_id"])
-        if "max_clicks" in sets and _cap_raised(old["max_clicks"], sets["max_clicks"]):
+        if "max_clicks" in sets and _cap_raised(old.max_clicks, sets["max_clicks"]):
             # Room for more clicks: the link is no longer exhausted, and the worker announces
             # `exhausted` again when the new cap is reached (see _cap_raised for the counter).
             sets["exhausted_at"] = None
-        if "url" in sets and sets["url"] != old["url"]:
+        if "url" in sets and sets["url"] != old.url:
             # The old destination's images are wrong now; the api refetches them.
             sets.update(favicon_url=None, og_image_url=None)
         row = old
         if sets:
-            assignments = ", ".join(f"{col} = ${i}" for i, col in enumerate(sets, start=2))
+            assignments = set_clause(sets, start=2)
             try:
                 async with conn.transaction():
-                    row = await conn.fetchrow(
-                        f"UPDATE links SET {assignments}, updated_at = now() WHERE id = $1"
-                        f" RETURNING {repository.LINK_COLUMNS}",
-                        link_id,
-                        *sets.values(),
-                    )
+                    row = await repository.update_returning(conn, link_id, assignments, *sets.values())
             except asyncpg.UniqueViolationError:
                 raise ShortCodeTaken(
-                    f"short_code {sets.get('short_code', old['short_code'])!r} is already taken",
+                    f"short_code {sets.get('short_code', old.short_code)!r} is already taken",
                     field="short_code",
                 ) from None
-            assert row is not None
         if tags is not None:
             await set_link_tags(conn, actor.workspace_id, link_id, tags)
         await outbox.write_outbox(conn, actor.topic, link_id, outbox.link_change("updated", row, old))
@@ -337,15 +330,11 @@ def _validate_patch_value(key: str, value: Any, blocked_hosts: Collection[str]) 
     return value  # domain_id: a UUID checked by the api model, ownership checked in the transaction
 
 
-async def delete_link(conn: asyncpg.Connection, actor: Actor, link_id: str) -> asyncpg.Record:
+async def delete_link(conn: asyncpg.Connection, actor: Actor, link_id: str) -> StoredLink:
     """Soft delete: the code stops resolving at once (outbox `deleted`) and becomes free."""
     async with conn.transaction():
         old = await repository.get_link(conn, actor.workspace_id, link_id, lock=True)
-        row = await conn.fetchrow(
-            f"UPDATE links SET deleted_at = now(), updated_at = now() WHERE id = $1 RETURNING {repository.LINK_COLUMNS}",
-            link_id,
-        )
-        assert row is not None
+        row = await repository.update_returning(conn, link_id, "deleted_at = now()")
         await outbox.write_outbox(conn, actor.topic, link_id, outbox.link_change("deleted", row))
         await write_audit(
             conn, actor.audit, actor.workspace_id, "link.deleted", "link", link_id, old=audit_view(old)
@@ -353,22 +342,17 @@ async def delete_link(conn: asyncpg.Connection, actor: Actor, link_id: str) -> a
     return row
 
 
-async def restore_link(conn: asyncpg.Connection, actor: Actor, link_id: str) -> asyncpg.Record:
+async def restore_link(conn: asyncpg.Connection, actor: Actor, link_id: str) -> StoredLink:
     """Undo a soft delete; ShortCodeTaken if another live link took the code meanwhile."""
     async with conn.transaction():
         await repository.get_link(conn, actor.workspace_id, link_id, deleted=True, lock=True)
         try:
             async with conn.transaction():
-                row = await conn.fetchrow(
-                    f"UPDATE links SET deleted_at = NULL, updated_at = now() WHERE id = $1"
-                    f" RETURNING {repository.LINK_COLUMNS}",
-                    link_id,
-                )
+                row = await repository.update_returning(conn, link_id, "deleted_at = NULL")
         except asyncpg.UniqueViolationError:
             raise ShortCodeTaken(
                 "another link uses this short code now; change that link's code first", field="short_code"
             ) from None
-        assert row is not None
         await outbox.write_outbox(conn, actor.topic, link_id, outbox.link_change("restored", row))
         await write_audit(
             conn, actor.audit, actor.workspace_id, "link.restored", "link", link_id, new=audit_view(row)
@@ -377,14 +361,8 @@ async def restore_link(conn: asyncpg.Connection, actor: Actor, link_id: str) -> 
 
 
 async def links_json(
-    conn: asyncpg.Connection, rows: Sequence[asyncpg.Record], base_url: str
+    conn: asyncpg.Connection, links: Sequence[StoredLink], base_url: str
 ) -> list[dict[str, Any]]:
     """API representation of links, each with its tags."""
-    tags = await tags_for_links(conn, [str(r["id"]) for r in rows])
-    out = []
-    for row in rows:
-        item = repository.link_to_json(row, base_url)
-        item.pop("total_count", None)
-        item["tags"] = tags.get(str(row["id"]), [])
-        out.append(item)
-    return out
+    tags = await tags_for_links(conn, [link.id for link in links])
+    return [{**link.to_json(base_url), "tags": tags.get(link.id, [])} for link in links]
