@@ -13,7 +13,7 @@ import jinja2
 from aiohttp import web
 
 HERE = Path(__file__).parent
-STATIC_VERSION = "1"
+STATIC_VERSION = "2"
 
 
 def setup(app: web.Application) -> None:
