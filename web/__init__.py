@@ -30,7 +30,7 @@ def setup(app: web.Application) -> None:
     env.globals["PREFIX"] = core.PREFIX
     env.globals["RULE_LABELS"] = links.RULE_LABELS
     env.globals["WEEKDAYS"] = links.WEEKDAYS
-    env.globals["AB_ROWS"] = links.AB_ROWS
+    env.globals["variant_rows"] = links.variant_rows
     env.filters["rule_summary"] = links.rule_summary
     app.on_response_prepare.append(core.security_headers)
     app.router.add_static(core.PREFIX + "/static", HERE / "static", append_version=False)

@@ -27,6 +27,7 @@ from engine.links.tags import list_tags, tags_for_links
 from engine.qr import repository as qr_repo
 from engine.qr.render import render_png, render_svg
 from engine.records import parse_uuid, uuid_or_none
+from engine.rules.conditions import MAX_VARIANTS
 from web.core import CSRF_HEADER, PREFIX, Ctx, audit, form_data, page, render, see_other
 
 routes = web.RouteTableDef()
@@ -405,6 +406,15 @@ AB_ROWS = 4
 WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 
 
+def variant_rows(form: Any) -> int:
+    """How many variant rows the A/B form shows: at least AB_ROWS, and one empty row after the
+    last filled one (a rule from the API may have up to MAX_VARIANTS; none is dropped on edit)."""
+    filled = [
+        i for i in range(MAX_VARIANTS) if any(form.get(f"variants[{i}].{k}") for k in ("id", "url", "weight"))
+    ]
+    return min(MAX_VARIANTS, max(AB_ROWS, filled[-1] + 2 if filled else 0))
+
+
 def _csv(form: Any, name: str) -> list[str] | None:
     items = [x.strip() for x in str(form.get(name) or "").split(",") if x.strip()]
     return items or None
@@ -449,7 +459,7 @@ def rule_body(form: Any) -> dict[str, Any]:
         put("languages", _csv(form, "languages"))
     elif rule_type == "ab_test":
         variants = []
-        for i in range(AB_ROWS):
+        for i in range(MAX_VARIANTS):
             vid, url, weight = (
                 str(form.get(f"variants[{i}].{k}") or "").strip() for k in ("id", "url", "weight")
             )
@@ -516,7 +526,7 @@ def rule_form_of(rule: Mapping[str, Any]) -> MultiDict[str]:
         form.add("device_types", value)
     for day in c.get("weekdays", []):
         form.add("weekdays", str(day))
-    for i, variant in enumerate(c.get("variants", [])[:AB_ROWS]):
+    for i, variant in enumerate(c.get("variants", [])):
         for key in ("id", "url", "weight"):
             form[f"variants[{i}].{key}"] = str(variant[key])
     return form

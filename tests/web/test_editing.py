@@ -73,10 +73,19 @@ RULES: list[dict[str, Any]] = [
         },
         "priority": 0,
     },
+    {  # more variants than the form's default rows: none may be lost on edit
+        "rule_type": "ab_test",
+        "conditions": {
+            "variants": [
+                {"id": f"v{i}", "url": f"https://example.com/{i}", "weight": i + 1} for i in range(7)
+            ]
+        },
+        "priority": 0,
+    },
 ]
 
 
-@pytest.mark.parametrize("rule", RULES, ids=[r["rule_type"] for r in RULES])
+@pytest.mark.parametrize("rule", RULES, ids=[f"{r['rule_type']}-{i}" for i, r in enumerate(RULES)])
 def test_rule_form_round_trips_every_rule_type(rule: dict[str, Any]) -> None:
     """The edit form is filled from the stored rule so that saving it unchanged stores the same rule."""
     stored = {"is_active": True, "destination_url": None, **validate_rule_input(rule)}
