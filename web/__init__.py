@@ -13,7 +13,7 @@ import jinja2
 from aiohttp import web
 
 HERE = Path(__file__).parent
-STATIC_VERSION = "1"
+STATIC_VERSION = "2"
 
 
 def setup(app: web.Application) -> None:
@@ -30,7 +30,7 @@ def setup(app: web.Application) -> None:
     env.globals["PREFIX"] = core.PREFIX
     env.globals["RULE_LABELS"] = links.RULE_LABELS
     env.globals["WEEKDAYS"] = links.WEEKDAYS
-    env.globals["AB_ROWS"] = links.AB_ROWS
+    env.globals["variant_rows"] = links.variant_rows
     env.filters["rule_summary"] = links.rule_summary
     app.on_response_prepare.append(core.security_headers)
     app.router.add_static(core.PREFIX + "/static", HERE / "static", append_version=False)

@@ -4,12 +4,14 @@ the same engine function as the public page, from the form's unsaved values."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
 from aiohttp import web
 
 from api import bio as api_bio
+from api.http import parse_model
 from api.state import PG, SETTINGS
 from engine.auth.permissions import Action
 from engine.bio import repository
@@ -82,9 +84,14 @@ async def _editor(request: web.Request, ctx: Ctx, page_id: str, **extra: Any) ->
     form = {k: "" if page_json.get(k) is None else str(page_json[k]) for k in (*PAGE_TEXT, "theme_id")}
     if page_json.get("is_published"):
         form["is_published"] = "on"
+    button_rows = [record_to_json(b) for b in buttons]
     return {
         "page": page_json,
-        "buttons": [record_to_json(b) for b in buttons],
+        "buttons": button_rows,
+        "button_forms": {b["id"]: button_form_of(b) for b in button_rows},
+        "button_form": {"is_visible": "on"},
+        "editing_button": None,
+        "edit_errors": {},
         "themes": [record_to_json(t) for t in themes],
         "form": form,
         "errors": {},
@@ -144,7 +151,8 @@ async def preview(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     q = request.query
     async with request.app[PG].acquire() as conn:
         row = dict(await repository.get_page(conn, ws, page_id))
-        buttons = await bio_service.list_links(conn, ws, page_id)
+        # The buttons the public page shows now: shown, and inside their visibility window.
+        buttons = await repository.visible_links(conn, page_id, datetime.now(UTC))
         theme = None
         theme_id = q.get("theme_id", "")
         if theme_id:
@@ -166,7 +174,7 @@ async def preview(request: web.Request, ctx: Ctx) -> web.StreamResponse:
             row[key] = None
     html = render_bio_page(
         row,
-        [PageButton(title=b["title"], href="#", icon=b["icon"]) for b in buttons if b["is_visible"]],
+        [PageButton(title=b["title"], href="#", icon=b["icon"]) for b in buttons],
         canonical_url=f"{request.app[SETTINGS].public_base_url}/@{row['slug']}",
         colors=theme["colors"] if theme else None,
         font=theme["font"] if theme else None,
@@ -185,20 +193,48 @@ def uuid_param_value(raw: str) -> str:
         raise ValidationFailed("not a valid id", field="theme_id") from None
 
 
+def button_body(form: dict[str, str], blocked: list[str], *, editing: bool) -> dict[str, Any]:
+    """The button form as the API's body, validated by the API's model and checks: blanks are
+    "not set" when adding and "clear" when editing; times are UTC (datetime-local, minutes)."""
+    raw: dict[str, Any] = {
+        "title": form.get("title", "").strip()[:255],
+        "url": form.get("url", "").strip(),
+        "is_visible": form.get("is_visible") == "on",
+    }
+    if icon := form.get("icon", "").strip():
+        raw["icon"] = icon
+    elif editing:
+        raw["icon"] = None
+    for key in ("visible_from", "visible_until"):
+        value = form.get(key, "").strip()
+        if value and len(value) == 16:
+            value += ":00+00:00"
+        if value:
+            raw[key] = value
+        elif editing:
+            raw[key] = None
+    model = api_bio.LinkUpdate if editing else api_bio.LinkCreate
+    return api_bio._clean(parse_model(model, raw).model_dump(exclude_unset=True), blocked)
+
+
+def button_form_of(button: dict[str, Any]) -> dict[str, str]:
+    """A stored button as its edit form's values (times in UTC, to the minute)."""
+    form = {k: str(button.get(k) or "") for k in ("title", "url", "icon")}
+    for key in ("visible_from", "visible_until"):
+        value = button.get(key)
+        form[key] = datetime.fromisoformat(value).astimezone(UTC).strftime("%Y-%m-%dT%H:%M") if value else ""
+    if button.get("is_visible"):
+        form["is_visible"] = "on"
+    return form
+
+
 @routes.post(PREFIX + "/bio/{page_id}/buttons")
 @page(action=Action.BIO_MANAGE)
 async def add_button(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     page_id = uuid_param(request, "page_id")
     form = await form_data(request)
     try:
-        body = api_bio.LinkCreate.model_validate(
-            {
-                "title": form.get("title", "").strip()[:255] or "",
-                "url": form.get("url", "").strip(),
-                "icon": form.get("icon") or None,
-            }
-        ).model_dump(exclude_unset=True)
-        fields = api_bio._clean(body, request.app[SETTINGS].blocked_hosts)
+        fields = button_body(form, request.app[SETTINGS].blocked_hosts, editing=False)
         async with request.app[PG].acquire() as conn:
             await bio_service.create_link(
                 conn, audit(request, ctx), ctx.principal.workspace_id, page_id, fields
@@ -208,6 +244,26 @@ async def add_button(request: web.Request, ctx: Ctx) -> web.StreamResponse:
             request, ctx, page_id, exc, "title", "the button needs a title and a URL", button_form=form
         )
     return see_other(request, f"{PREFIX}/bio/{page_id}#buttons")
+
+
+@routes.post(PREFIX + "/bio/{page_id}/buttons/{link_id}")
+@page(action=Action.BIO_MANAGE)
+async def update_button(request: web.Request, ctx: Ctx) -> web.StreamResponse:
+    """Edit a button (text, link, icon, shown or hidden, visible from/until): the API's PATCH."""
+    page_id, link_id = uuid_param(request, "page_id"), uuid_param(request, "link_id")
+    form = await form_data(request)
+    try:
+        changes = button_body(form, request.app[SETTINGS].blocked_hosts, editing=True)
+        async with request.app[PG].acquire() as conn:
+            await bio_service.update_link(
+                conn, audit(request, ctx), ctx.principal.workspace_id, page_id, link_id, changes
+            )
+    except LinkRiftError as exc:
+        context = await _editor(request, ctx, page_id)
+        context["button_forms"][link_id] = form
+        context.update(editing_button=link_id, edit_errors={exc.field or "title": exc.message})
+        return render(request, "bio/editor.html", context, status=exc.status)
+    return see_other(request, f"{PREFIX}/bio/{page_id}#button-{link_id}")
 
 
 @routes.post(PREFIX + "/bio/{page_id}/buttons/{link_id}/delete")

@@ -4,12 +4,15 @@ once, rotate, delivery log, redeliver, test): the engine calls of api/domains.py
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
 
 from api import domains as api_domains
 from api import webhooks as api_webhooks
+from api.audit import audit as write_audit
+from api.http import parse_model
 from api.state import DOMAINS, PG, SETTINGS
 from engine.auth.permissions import Action
 from engine.domains import repository as domains_repo
@@ -33,8 +36,17 @@ async def _domains_context(request: web.Request, ctx: Ctx, **extra: Any) -> dict
     async with request.app[PG].acquire() as conn:
         rows = await domains_repo.list_domains(conn, ctx.principal.workspace_id)
     platform = request.app[SETTINGS].default_domain.split(":")[0]
-    target = api_domains.routing_target(request)
-    return with_blank_form({"domains": [r.to_json(target) for r in rows], "platform_host": platform}, **extra)
+    domains = [r.to_json(api_domains.routing_target(request)) for r in rows]
+    context = {
+        "domains": domains,
+        "domain_forms": {d["id"]: domain_form_of(d) for d in domains},
+        "ssl_statuses": domains_service.SSL_STATUSES,
+        "platform_host": platform,
+        "editing": None,
+        "edit_errors": {},
+        "saved": request.query.get("saved"),
+    }
+    return with_blank_form(context, **extra)
 
 
 @routes.get(PREFIX + "/domains")
@@ -68,6 +80,54 @@ async def add_domain(request: web.Request, ctx: Ctx) -> web.StreamResponse:
         context = await _domains_context(request, ctx, errors={exc.field or "domain": exc.message}, form=form)
         return render(request, "features/domains.html", context, status=exc.status)
     return see_other(request, PREFIX + "/domains")
+
+
+def domain_changes(form: dict[str, str]) -> dict[str, Any]:
+    """The edit form as the API's PATCH body, validated by the API's model and checks (a blank
+    field clears it; the certificate expiry is UTC, datetime-local to the minute)."""
+    raw: dict[str, Any] = {
+        name: form.get(name, "").strip() or None for name in ("default_redirect_url", "custom_404_url")
+    }
+    raw["ssl_status"] = form.get("ssl_status", "").strip()
+    expires = form.get("ssl_expires_at", "").strip()
+    raw["ssl_expires_at"] = expires + ":00+00:00" if len(expires) == 16 else expires or None
+    changes = parse_model(api_domains.DomainUpdate, raw).model_dump(exclude_unset=True)
+    for name in ("default_redirect_url", "custom_404_url"):
+        changes[name] = validate_optional_url(changes[name], field=name)
+    return changes
+
+
+def domain_form_of(domain: dict[str, Any]) -> dict[str, str]:
+    expires = domain.get("ssl_expires_at")
+    return {
+        "default_redirect_url": domain.get("default_redirect_url") or "",
+        "custom_404_url": domain.get("custom_404_url") or "",
+        "ssl_status": domain.get("ssl_status") or "pending",
+        "ssl_expires_at": datetime.fromisoformat(expires).astimezone(UTC).strftime("%Y-%m-%dT%H:%M")
+        if expires
+        else "",
+    }
+
+
+@routes.post(PREFIX + "/domains/{domain_id}")
+@page(action=Action.DOMAIN_MANAGE)
+async def update_domain(request: web.Request, ctx: Ctx) -> web.StreamResponse:
+    """Edit a domain after it is added: the API's PATCH fields (fallbacks and certificate notes)."""
+    domain_id = uuid_param(request, "domain_id")
+    form = await form_data(request)
+    try:
+        changes = domain_changes(form)
+        async with request.app[PG].acquire() as conn, conn.transaction():
+            row = await domains_service.update_domain(conn, ctx.principal.workspace_id, domain_id, changes)
+            await write_audit(conn, request, ctx.principal, "domain.updated", "domain", domain_id, changes)
+    except LinkRiftError as exc:
+        context = await _domains_context(
+            request, ctx, editing=domain_id, edit_errors={exc.field or "form": exc.message}
+        )
+        context["domain_forms"][domain_id] = form
+        return render(request, "features/domains.html", context, status=exc.status)
+    request.app[DOMAINS].pop(row.domain)  # this replica routes with the new fallbacks at once
+    return see_other(request, f"{PREFIX}/domains?saved={domain_id}#dom-{domain_id}")
 
 
 @routes.post(PREFIX + "/domains/{domain_id}/verify")

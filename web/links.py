@@ -10,6 +10,7 @@ from urllib.parse import urlencode
 import asyncpg
 from aiohttp import web
 from aiohttp.web_request import FileField
+from multidict import MultiDict
 
 from api import links as api_links
 from api import qr as api_qr
@@ -28,6 +29,7 @@ from engine.links.tags import list_tags, tags_for_links
 from engine.qr import service as qr_service
 from engine.qr.render import render_png, render_svg
 from engine.records import parse_uuid, uuid_or_none
+from engine.rules.conditions import MAX_VARIANTS
 from web.core import CSRF_HEADER, PREFIX, Ctx, audit, form_data, page, render, see_other
 
 routes = web.RouteTableDef()
@@ -259,49 +261,64 @@ def _form_of(link: Mapping[str, Any]) -> dict[str, str]:
     return form
 
 
-@routes.get(PREFIX + "/links/{link_id}")
-@page(action=Action.LINK_READ)
-async def link_page(request: web.Request, ctx: Ctx) -> web.StreamResponse:
-    link_id = link_id_param(request)
-    link = await _link(request, ctx, link_id)
-    return await _detail_page(
-        request,
-        ctx,
-        link,
-        _form_of(link),
-        created=request.query.get("created") == "1",
-        saved=request.query.get("saved") == "1",
-    )
-
-
-async def _detail_page(
+async def _detail(
     request: web.Request,
     ctx: Ctx,
-    link: dict[str, Any],
-    form: Mapping[str, Any],
+    link_id: str,
     *,
-    errors: dict[str, str] | None = None,
     status: int = 200,
-    **flags: bool,
-) -> web.StreamResponse:
-    """The link's page: its edit form (with `errors` from a failed save) and its rules."""
+    form: Mapping[str, Any] | None = None,
+    errors: Mapping[str, str] | None = None,
+    rule_form: Any = None,
+    rule_errors: Mapping[str, str] | None = None,
+    editing_rule: str | None = None,
+    **extra: Any,
+) -> web.Response:
+    """The link page: settings form, rules table and the rule form (adding, or editing one rule)."""
+    link = await _link(request, ctx, link_id)
     context = await _form_context(request, ctx)
     async with request.app[PG].acquire() as conn:
-        rule_rows = await rules_repo.list_rules(conn, ctx.principal.workspace_id, link["id"])
+        rule_rows = await rules_repo.list_rules(conn, ctx.principal.workspace_id, link_id)
     return render(
         request,
         "links/detail.html",
         {
             **context,
             "link": link,
-            "form": form,
+            "form": _form_of(link) if form is None else form,
             "errors": errors or {},
             "rules": [r.to_json() for r in rule_rows],
-            "rule_form": {"rule_type": "device"},
-            "rule_errors": {},
-            **flags,
+            "rule_form": MultiDict({"rule_type": "device", "is_active": "on"})
+            if rule_form is None
+            else rule_form,
+            "rule_errors": rule_errors or {},
+            "editing_rule": editing_rule,
+            **extra,
         },
         status=status,
+    )
+
+
+@routes.get(PREFIX + "/links/{link_id}")
+@page(action=Action.LINK_READ)
+async def link_page(request: web.Request, ctx: Ctx) -> web.StreamResponse:
+    link_id = link_id_param(request)
+    rule_form = None
+    editing = None
+    if (raw := request.query.get("edit_rule")) and ctx.can(Action.LINK_UPDATE):
+        editing = _uuid_or_none(raw, "edit_rule")
+        assert editing is not None
+        async with request.app[PG].acquire() as conn:
+            rule = await rules_repo.get_rule(conn, ctx.principal.workspace_id, link_id, editing)
+        rule_form = rule_form_of(rule.to_json())
+    return await _detail(
+        request,
+        ctx,
+        link_id,
+        rule_form=rule_form,
+        editing_rule=editing,
+        created=request.query.get("created") == "1",
+        saved=request.query.get("saved") == "1",
     )
 
 
@@ -319,8 +336,7 @@ async def update_link(request: web.Request, ctx: Ctx) -> web.StreamResponse:
         async with request.app[PG].acquire() as conn:
             row = await service.update_link(conn, api_links.link_actor(request, who), link_id, changes)
     except LinkRiftError as exc:
-        link = await _link(request, ctx, link_id)
-        return await _detail_page(request, ctx, link, form, errors=_error_map(exc), status=exc.status)
+        return await _detail(request, ctx, link_id, status=exc.status, form=form, errors=_error_map(exc))
     if "url" in changes:
         request.app[api_links.METADATA].schedule(row.id, row.url)
     return see_other(request, f"{PREFIX}/links/{link_id}?saved=1")
@@ -400,6 +416,15 @@ AB_ROWS = 4
 WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 
 
+def variant_rows(form: Any) -> int:
+    """How many variant rows the A/B form shows: at least AB_ROWS, and one empty row after the
+    last filled one (a rule from the API may have up to MAX_VARIANTS; none is dropped on edit)."""
+    filled = [
+        i for i in range(MAX_VARIANTS) if any(form.get(f"variants[{i}].{k}") for k in ("id", "url", "weight"))
+    ]
+    return min(MAX_VARIANTS, max(AB_ROWS, filled[-1] + 2 if filled else 0))
+
+
 def _csv(form: Any, name: str) -> list[str] | None:
     items = [x.strip() for x in str(form.get(name) or "").split(",") if x.strip()]
     return items or None
@@ -444,7 +469,7 @@ def rule_body(form: Any) -> dict[str, Any]:
         put("languages", _csv(form, "languages"))
     elif rule_type == "ab_test":
         variants = []
-        for i in range(AB_ROWS):
+        for i in range(MAX_VARIANTS):
             vid, url, weight = (
                 str(form.get(f"variants[{i}].{k}") or "").strip() for k in ("id", "url", "weight")
             )
@@ -482,6 +507,41 @@ def rule_error_field(field: str | None) -> str:
     return name.split("[")[0].split(".")[0]
 
 
+def rule_form_of(rule: Mapping[str, Any]) -> MultiDict[str]:
+    """A stored rule as the rule form's values (the inverse of `rule_body`), to edit it in place."""
+    c = rule["conditions"]
+    form: MultiDict[str] = MultiDict(
+        {
+            "rule_type": rule["rule_type"],
+            "destination_url": rule.get("destination_url") or "",
+            "priority": str(rule["priority"]),
+        }
+    )
+    if rule["is_active"]:
+        form["is_active"] = "on"
+    for name in ("os", "browsers", "countries", "regions", "cities", "hosts", "languages"):
+        if c.get(name):
+            form[name] = ", ".join(c[name])
+    for name in ("pattern", "start", "end"):
+        if c.get(name):
+            form[name] = str(c[name])
+    if rule["rule_type"] == "time":
+        form["timezone"] = c.get("timezone", "UTC")
+    if c.get("hours"):
+        form["hours"] = ", ".join(f"{w['start']}-{w['end']}" for w in c["hours"])
+    for name in ("exclude", "direct"):
+        if c.get(name):
+            form[name] = "on"
+    for value in c.get("device_types", []):
+        form.add("device_types", value)
+    for day in c.get("weekdays", []):
+        form.add("weekdays", str(day))
+    for i, variant in enumerate(c.get("variants", [])):
+        for key in ("id", "url", "weight"):
+            form[f"variants[{i}].{key}"] = str(variant[key])
+    return form
+
+
 def rule_summary(rule: Mapping[str, Any]) -> str:
     c = rule["conditions"]
     kind = rule["rule_type"]
@@ -513,23 +573,43 @@ async def add_rule(request: web.Request, ctx: Ctx) -> web.StreamResponse:
         async with request.app[PG].acquire() as conn:
             await rules_repo.create_rule(conn, api_links.link_actor(request, who), link_id, body.model_dump())
     except ValidationFailed as exc:
-        link = await _link(request, ctx, link_id)
-        context = await _form_context(request, ctx)
-        async with request.app[PG].acquire() as conn:
-            rule_rows = await rules_repo.list_rules(conn, who.workspace_id, link_id)
-        return render(
+        return await _detail(
             request,
-            "links/detail.html",
-            {
-                **context,
-                "link": link,
-                "form": _form_of(link),
-                "errors": {},
-                "rules": [r.to_json() for r in rule_rows],
-                "rule_form": form,
-                "rule_errors": {rule_error_field(exc.field): exc.message},
-            },
+            ctx,
+            link_id,
             status=exc.status,
+            rule_form=form,
+            rule_errors={rule_error_field(exc.field): exc.message},
+        )
+    return see_other(request, f"{PREFIX}/links/{link_id}#rules")
+
+
+@routes.post(PREFIX + "/links/{link_id}/rules/{rule_id}")
+@page(action=Action.LINK_UPDATE)
+async def update_rule(request: web.Request, ctx: Ctx) -> web.StreamResponse:
+    """Edit a rule in place: the whole form is sent as the API's PATCH (the merged rule is
+    validated as a whole, so a bad field is the same 422 the API answers, shown beside it)."""
+    link_id = link_id_param(request)
+    rule_id = _uuid_or_none(request.match_info["rule_id"], "rule_id")
+    assert rule_id is not None
+    form = await request.post()
+    try:
+        body = rule_body(form)
+        body.setdefault("destination_url", None)  # emptied: an A/B rule sends to its variants
+        changes = parse_model(api_rules.RulePatch, body).model_dump(exclude_unset=True)
+        async with request.app[PG].acquire() as conn:
+            await rules_repo.update_rule(
+                conn, api_links.link_actor(request, ctx.principal), link_id, rule_id, changes
+            )
+    except ValidationFailed as exc:
+        return await _detail(
+            request,
+            ctx,
+            link_id,
+            status=exc.status,
+            rule_form=form,
+            rule_errors={rule_error_field(exc.field): exc.message},
+            editing_rule=rule_id,
         )
     return see_other(request, f"{PREFIX}/links/{link_id}#rules")
 
