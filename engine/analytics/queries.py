@@ -332,8 +332,37 @@ def rollup_buckets(window: Window, now: datetime | None = None) -> tuple[int, in
     return first, last, buckets
 
 
+def _bucket_sql(window: Window, first: int, buckets: list[int]) -> str | None:
+    """`buckets` as an SQL expression of the hour `{h}` (hours since the epoch): `h - first + 1` for
+    hour buckets; for day buckets the local day number, intDiv(h + offset, 24), with the zone's
+    offset in hours piecewise constant between its changes (a few per year), less the first day's.
+    Cheaper than passing the per-hour list; checked against it, None if they ever differ."""
+    if window.interval == "hour":
+        expression = f"({{h}} - {first} + 1)"
+        check = [hour - first + 1 for hour in range(first, first + len(buckets))]
+    else:
+        offsets = [
+            int((datetime.fromtimestamp(hour * HOUR, window.tz).utcoffset() or timedelta()).total_seconds())
+            // HOUR
+            for hour in range(first, first + len(buckets))
+        ]
+        pieces = [(first + i, o) for i, o in enumerate(offsets) if i == 0 or offsets[i - 1] != o]
+        day0 = (first + offsets[0]) // 24 if offsets else 0
+        check = [(first + i + o) // 24 - day0 + 1 for i, o in enumerate(offsets)]
+        branches = ", ".join(
+            f"{{h}} < {at}, {prev}" for (at, _), (_, prev) in zip(pieces[1:], pieces, strict=False)
+        )
+        offset = (
+            f"multiIf({branches}, {pieces[-1][1]})" if len(pieces) > 1 else str(pieces[0][1] if pieces else 0)
+        )
+        expression = f"(intDiv({{h}} + {offset}, 24) - {day0} + 1)"
+    if check != buckets:
+        return None
+    return expression
+
+
 def _rollup_overview(
-    client: Client, bind: dict[str, Any], window: Window, hours: tuple[int, int, list[int]], limit: int
+    client: Client, bind: dict[str, Any], window: Window, hours: tuple[int, int], bucket: str, limit: int
 ) -> dict[str, Any]:
     """`analytics_overview` of one link from the rollups: the same figures as the raw queries.
 
@@ -341,13 +370,15 @@ def _rollup_overview(
     to bucket numbers; a visitor with an hour left counts once for the window (bucket 0) and once in
     each bucket its hours fall in. Clicks: click_counts_hourly summed over the window's hours (per
     bucket and flags for the series and the traffic classes, per value for the breakdowns)."""
-    bind = {**bind, "lo": hours[0], "hi": hours[1], "buckets": hours[2]}
+    bind = {**bind, "lo": hours[0], "hi": hours[1]}
+    hour_bucket = bucket.replace("{h}", "intDiv(toUnixTimestamp(hour), 3600)")
+    bucket = bucket.replace("{h}", "h")
     in_window = "arrayFilter(h -> h >= {lo:UInt32} AND h < {hi:UInt32}, hours)"
     visitors = client.query(
         f"""SELECT b, count() FROM (
                 SELECT arrayJoin(arrayConcat(
-                    arrayDistinct(arrayMap(h -> {{buckets:Array(UInt16)}}[h - {{lo:UInt32}} + 1], {in_window})) AS x,
-                    if(notEmpty(x), [toUInt16(0)], []))) AS b
+                    arrayDistinct(arrayMap(h -> {bucket}, {in_window})) AS x,
+                    if(notEmpty(x), [0], []))) AS b
                 FROM {CH_VISITOR_HOURS} FINAL WHERE workspace_id = {{ws:UUID}} AND link_id = {{link:UUID}})
             GROUP BY b""",
         parameters=bind,
@@ -355,7 +386,7 @@ def _rollup_overview(
     bucket_visitors = {int(b): int(n) for b, n in visitors}
     rows = client.query(
         f"""SELECT dimension, value,
-                   if(dimension = '_flags', {{buckets:Array(UInt16)}}[intDiv(toUnixTimestamp(hour), 3600) - {{lo:UInt32}} + 1], 0) AS b,
+                   if(dimension = '_flags', {hour_bucket}, 0) AS b,
                    sum(clicks)
             FROM {CH_COUNTS_HOURLY}
             WHERE workspace_id = {{ws:UUID}} AND link_id = {{link:UUID}}
@@ -405,8 +436,9 @@ def analytics_overview(client: Client, params: dict[str, Any]) -> dict[str, Any]
     limit = parse_limit(params.get("limit"))
     where, bind = _scope(params, window, link_required=False)
     hours = rollup_buckets(window) if "link" in bind and params.get("rollups", True) else None
-    if hours is not None:
-        return _rollup_overview(client, bind, window, hours, limit)
+    bucket = _bucket_sql(window, hours[0], hours[2]) if hours is not None else None
+    if hours is not None and bucket is not None:
+        return _rollup_overview(client, bind, window, hours[:2], bucket, limit)
     report = _totals_and_series(client, where, bind, window, lean=True)
     report["limit"] = limit
     traffic = report.pop("traffic_clicks")

@@ -21,7 +21,7 @@ from typing import Any
 import clickhouse_connect
 import pytest
 
-from engine.analytics.queries import analytics_overview, parse_window, rollup_buckets
+from engine.analytics.queries import _bucket_sql, analytics_overview, parse_window, rollup_buckets
 from engine.config import REPO_ROOT
 from engine.db.clickhouse_schema import apply_clickhouse_schema
 from engine.naming import CH_CLICKS, CH_COUNTS_HOURLY, CH_VISITOR_HOURS
@@ -168,3 +168,6 @@ def test_windows_the_rollups_cannot_cut_read_raw_rows() -> None:
     assert len(buckets) == last - first and buckets == sorted(buckets)
     # Bucket 29 is 29 March 2026, the day the clocks go forward.
     assert (buckets.count(28), buckets.count(29), buckets.count(30), max(buckets)) == (24, 23, 24, 35)
+    # The SQL form of the buckets follows the offset change (and was checked against the list).
+    expression = _bucket_sql(window, first, buckets)
+    assert expression is not None and "multiIf" in expression
