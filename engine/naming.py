@@ -144,3 +144,6 @@ CH_CLICKS = "clicks_analytics"
 # Header carrying the shared secret on api → worker internal calls (embedded chDB analytics).
 INTERNAL_TOKEN_HEADER = "X-LinkRift-Internal-Token"  # noqa: S105 - a header name, not a secret
 CH_DAILY = "click_aggregates_daily"
+# Rollups of ClickHouse migration 000004 (the web app's analytics page, engine/analytics/queries.py).
+CH_COUNTS_HOURLY = "click_counts_hourly"
+CH_VISITOR_HOURS = "link_visitor_hours"

@@ -49,18 +49,23 @@ def _query(request: web.Request, *, default_from: datetime | None) -> dict[str, 
     q = request.query
     out = {name: q[name] for name in _PAGE_PARAMS if q.get(name)}
     preset = next((p for p in PRESETS if p[0] == q.get("range")), None)
-    if preset is not None and "from" not in out:
-        now = datetime.now(UTC)
-        out["from"] = (now - timedelta(days=preset[2])).isoformat(timespec="seconds")
+    if "from" in out:
+        return out
+    # A preset or the default runs from a whole hour to the end of the current hour (no click is
+    # stamped later than now), so a link's page is read from the hourly rollups
+    # (engine.analytics.queries.rollup_buckets) rather than from every raw click.
+    now = datetime.now(UTC)
+    hour = now.replace(minute=0, second=0, microsecond=0)
+    if preset is not None:
+        start = hour - timedelta(days=preset[2])
         out.setdefault("interval", preset[3])
-    elif "from" not in out:
-        now = datetime.now(UTC)
-        if default_from is not None and now - default_from < _YOUNG:
-            start = default_from.replace(minute=0, second=0, microsecond=0)
-            out["from"] = start.isoformat(timespec="seconds")
-            out.setdefault("interval", "hour")
-        else:
-            out["from"] = (now - timedelta(days=30)).isoformat(timespec="seconds")
+    elif default_from is not None and now - default_from < _YOUNG:
+        start = default_from.replace(minute=0, second=0, microsecond=0)
+        out.setdefault("interval", "hour")
+    else:
+        start = hour - timedelta(days=30)
+    out["from"] = start.isoformat(timespec="seconds")
+    out.setdefault("to", (hour + timedelta(hours=1)).isoformat(timespec="seconds"))
     return out
 
 

@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from clickhouse_connect.driver.client import Client
 
 from engine.errors import ValidationFailed
-from engine.naming import CH_CLICKS
+from engine.naming import CH_CLICKS, CH_COUNTS_HOURLY, CH_VISITOR_HOURS
 from engine.records import parse_uuid
 
 INTERVALS = ("hour", "day")
@@ -304,13 +304,141 @@ def _breakdown_clicks(
     return result
 
 
+HOUR = 3600
+# The rollups keep what clicks_analytics keeps (2 years); a window reaching further reads raw rows.
+_ROLLUP_HORIZON = timedelta(days=700)
+
+
+def rollup_buckets(window: Window, now: datetime | None = None) -> tuple[int, int, list[int]] | None:
+    """(first hour, end hour, bucket of each hour) when the rollups of ClickHouse migration 000004
+    answer `window` exactly: both ends on whole UTC hours and every hour of the window inside one
+    bucket (the zone's offset is a whole number of hours at every hour start), inside the raw
+    table's TTL. Hours count from the epoch; the bucket of hour `first + i` is `buckets[i]`, an index
+    into `window.buckets()` from 1. None otherwise: the raw queries answer."""
+    start, end = window.start.timestamp(), window.end.timestamp()
+    if start % HOUR or end % HOUR or window.start < (now or datetime.now(UTC)) - _ROLLUP_HORIZON:
+        return None
+    labels = {label: i for i, label in enumerate(window.buckets(), start=1)}
+    first, last = int(start) // HOUR, int(end) // HOUR
+    buckets = []
+    for hour in range(first, last):
+        local = datetime.fromtimestamp(hour * HOUR, window.tz)
+        if local.minute or local.second:
+            return None  # a half-hour zone: its buckets cut UTC hours
+        index = labels.get(local.date().isoformat() if window.interval == "day" else local.isoformat())
+        if index is None:
+            return None
+        buckets.append(index)
+    return first, last, buckets
+
+
+def _bucket_sql(window: Window, first: int, buckets: list[int]) -> str | None:
+    """`buckets` as an SQL expression of the hour `{h}` (hours since the epoch): `h - first + 1` for
+    hour buckets; for day buckets the local day number, intDiv(h + offset, 24), with the zone's
+    offset in hours piecewise constant between its changes (a few per year), less the first day's.
+    Cheaper than passing the per-hour list; checked against it, None if they ever differ."""
+    if window.interval == "hour":
+        expression = f"({{h}} - {first} + 1)"
+        check = [hour - first + 1 for hour in range(first, first + len(buckets))]
+    else:
+        offsets = [
+            int((datetime.fromtimestamp(hour * HOUR, window.tz).utcoffset() or timedelta()).total_seconds())
+            // HOUR
+            for hour in range(first, first + len(buckets))
+        ]
+        pieces = [(first + i, o) for i, o in enumerate(offsets) if i == 0 or offsets[i - 1] != o]
+        day0 = (first + offsets[0]) // 24 if offsets else 0
+        check = [(first + i + o) // 24 - day0 + 1 for i, o in enumerate(offsets)]
+        branches = ", ".join(
+            f"{{h}} < {at}, {prev}" for (at, _), (_, prev) in zip(pieces[1:], pieces, strict=False)
+        )
+        offset = (
+            f"multiIf({branches}, {pieces[-1][1]})" if len(pieces) > 1 else str(pieces[0][1] if pieces else 0)
+        )
+        expression = f"(intDiv({{h}} + {offset}, 24) - {day0} + 1)"
+    if check != buckets:
+        return None
+    return expression
+
+
+def _rollup_overview(
+    client: Client, bind: dict[str, Any], window: Window, hours: tuple[int, int], bucket: str, limit: int
+) -> dict[str, Any]:
+    """`analytics_overview` of one link from the rollups: the same figures as the raw queries.
+
+    Visitors: each visitor's set of click hours (link_visitor_hours) is cut to the window and mapped
+    to bucket numbers; a visitor with an hour left counts once for the window (bucket 0) and once in
+    each bucket its hours fall in. Clicks: click_counts_hourly summed over the window's hours (per
+    bucket and flags for the series and the traffic classes, per value for the breakdowns)."""
+    bind = {**bind, "lo": hours[0], "hi": hours[1]}
+    hour_bucket = bucket.replace("{h}", "intDiv(toUnixTimestamp(hour), 3600)")
+    bucket = bucket.replace("{h}", "h")
+    in_window = "arrayFilter(h -> h >= {lo:UInt32} AND h < {hi:UInt32}, hours)"
+    visitors = client.query(
+        f"""SELECT b, count() FROM (
+                SELECT arrayJoin(arrayConcat(
+                    arrayDistinct(arrayMap(h -> {bucket}, {in_window})) AS x,
+                    if(notEmpty(x), [0], []))) AS b
+                FROM {CH_VISITOR_HOURS} FINAL WHERE workspace_id = {{ws:UUID}} AND link_id = {{link:UUID}})
+            GROUP BY b""",
+        parameters=bind,
+    ).result_rows
+    bucket_visitors = {int(b): int(n) for b, n in visitors}
+    rows = client.query(
+        f"""SELECT dimension, value,
+                   if(dimension = '_flags', {hour_bucket}, 0) AS b,
+                   sum(clicks)
+            FROM {CH_COUNTS_HOURLY}
+            WHERE workspace_id = {{ws:UUID}} AND link_id = {{link:UUID}}
+              AND hour >= toDateTime({{lo:UInt32}} * 3600, 'UTC') AND hour < toDateTime({{hi:UInt32}} * 3600, 'UTC')
+            GROUP BY dimension, value, b""",
+        parameters=bind,
+    ).result_rows
+    flags = {"00": 0, "10": 0, "01": 0, "11": 0}
+    bucket_clicks: dict[int, int] = {}
+    values: dict[str, list[dict[str, Any]]] = {name: [] for name in DIMENSIONS}
+    for dimension, value, b, clicks in rows:
+        if dimension == "_flags":
+            flags[str(value)] += int(clicks)
+            bucket_clicks[int(b)] = bucket_clicks.get(int(b), 0) + int(clicks)
+        elif dimension in values:
+            values[str(dimension)].append({"value": str(value), "clicks": int(clicks)})
+    series = [
+        {"t": label, "clicks": bucket_clicks.get(i, 0), "unique_visitors": bucket_visitors.get(i, 0)}
+        for i, label in enumerate(window.buckets(), start=1)
+    ]
+    human, preview = flags["00"], flags["01"] + flags["11"]
+    traffic = {"human": human, "bot": flags["10"], "preview": preview}
+    return {
+        **window.as_params(),
+        "clicks": sum(flags.values()),
+        "unique_visitors": bucket_visitors.get(0, 0),
+        "human_clicks": human,
+        "bot_clicks": flags["10"] + flags["11"],
+        "preview_clicks": preview,
+        f"clicks_by_{window.interval}": series,
+        "limit": limit,
+        "breakdowns": {
+            **{name: sorted(entries, key=lambda e: (-e["clicks"], e["value"]))[:limit]
+               for name, entries in values.items()},
+            "traffic": [{"value": c, "clicks": traffic[c]} for c in TRAFFIC_CLASSES],
+        },
+    }  # fmt: skip
+
+
 def analytics_overview(client: Client, params: dict[str, Any]) -> dict[str, Any]:
     """The report without the unique counts the web app's page does not show (per breakdown value,
     per traffic class, human visitors): exact totals and series, top-N clicks per dimension, the
-    traffic split's clicks."""
+    traffic split's clicks. A link's window of whole hours is read from the rollups
+    (`rollup_buckets`) unless `rollups` is false; the raw rows answer everything else, with the
+    same figures."""
     window = parse_window(params)
     limit = parse_limit(params.get("limit"))
     where, bind = _scope(params, window, link_required=False)
+    hours = rollup_buckets(window) if "link" in bind and params.get("rollups", True) else None
+    bucket = _bucket_sql(window, hours[0], hours[2]) if hours is not None else None
+    if hours is not None and bucket is not None:
+        return _rollup_overview(client, bind, window, hours[:2], bucket, limit)
     report = _totals_and_series(client, where, bind, window, lean=True)
     report["limit"] = limit
     traffic = report.pop("traffic_clicks")

@@ -350,6 +350,10 @@ def test_clickhouse_apply_is_idempotent_and_drop_removes(ch: Any) -> None:
         "click_aggregates_daily",
         "clicks_to_daily_mv",
         "click_aggregates_daily_view",
+        "click_counts_hourly",
+        "clicks_to_counts_hourly_mv",
+        "link_visitor_hours",
+        "clicks_to_visitor_hours_mv",
     }
     assert expected | {"schema_migrations"} == _tables_ch(ch)
     # Every EnrichedClick field is a column (ts as clicked_at), plus the materialised date/hour
@@ -379,6 +383,11 @@ def test_clickhouse_dedup_token_makes_retries_idempotent(ch: Any) -> None:
     assert ch.query("SELECT count() FROM clicks_analytics").result_rows == [(3,)]
     daily = ch.query("SELECT total_clicks, unique_visitors FROM click_aggregates_daily_view").result_rows
     assert daily == [(3, 3)]
+    # The page's rollups (000004) skip the retry too.
+    counts = ch.query("SELECT sum(clicks) FROM click_counts_hourly WHERE dimension = '_flags'").result_rows
+    assert counts == [(3,)]
+    hours = ch.query("SELECT count(), sum(length(hours)) FROM link_visitor_hours FINAL").result_rows
+    assert hours == [(3, 3)]
     ch.insert(
         "clicks_analytics",
         batch[:1],
