@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import random
 import re
@@ -744,7 +745,8 @@ class FrontProtocol(asyncio.Protocol):
             self.headers_done = False
             self.complete = False
             try:
-                self.parser.feed_data(buf[pos:head_end])
+                # The whole buffer when it is exactly one head (the usual case): no copy.
+                self.parser.feed_data(buf if pos == 0 and head_end == len(buf) else buf[pos:head_end])
             except httptools.HttpParserUpgrade:
                 self._handoff(buf[pos:])
                 return
@@ -935,6 +937,11 @@ async def serve(
     await runner.setup()
     sock = bind(host, port, reuse_port=reuse_port)
     front, listener = await start_front(runner, sock, max_connections=app[SETTINGS].max_connections)
+    # Everything built at start-up (modules, routes, the app) lives as long as the process: out of
+    # the collector's sight, a full collection no longer walks it, which was a pause of several ms
+    # on the loop thread (a p99 spike) every few thousand requests.
+    gc.collect()
+    gc.freeze()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
