@@ -21,7 +21,6 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from aiohttp import hdrs, web
@@ -46,7 +45,7 @@ from engine.links.models import CachedLink
 from engine.links.urls import location_header
 from engine.observability import REQUEST_ID
 from engine.qr.marker import scan_marker
-from engine.rules.evaluator import evaluate, needs_device, needs_geo
+from engine.rules.evaluator import evaluate
 from engine.rules.models import RequestContext
 
 routes = web.RouteTableDef()
@@ -363,28 +362,34 @@ def rule_decision(
     link, compiled = resolved.link, resolved.rules
     if compiled is None or not compiled.rules:
         return link.url, "", ""
-    ctx: dict[str, Any] = {}
-    if needs_device(compiled):
+    device_type = os_family = browser = country = region = city = ""
+    if compiled.uses_device:  # needs_device()
         info = parse_user_agent(user_agent)
-        ctx.update(device_type=info.device_type, os=info.os, browser=info.browser)
-    if needs_geo(compiled):
+        device_type, os_family, browser = info.device_type, info.os, info.browser
+    if compiled.uses_geo:  # needs_geo()
         geo = geo_resolver.lookup(ip)
-        ctx.update(country=geo.country_code, region=geo.region, city=geo.city)
+        country, region, city = geo.country_code, geo.region, geo.city
     assigned: dict[str, str] = {}
-    for rule_id in resolved.ab_rule_ids:
-        chosen = cookies.get(AB_COOKIE_PREFIX + rule_id)
-        if chosen:
-            assigned[rule_id] = chosen
+    if cookies:
+        for rule_id in resolved.ab_rule_ids:
+            chosen = cookies.get(AB_COOKIE_PREFIX + rule_id)
+            if chosen:
+                assigned[rule_id] = chosen
     decision = evaluate(
         compiled,
         link.url,
         RequestContext(
             now=datetime.fromtimestamp(now, UTC),
             visitor_id=visitor_id,
+            device_type=device_type,
+            os=os_family,
+            browser=browser,
+            country=country,
+            region=region,
+            city=city,
             referer=referer,
             accept_language=accept_language,
             ab_assigned=assigned,
-            **ctx,
         ),
         observed if resolved.ab_rule_ids else None,
     )

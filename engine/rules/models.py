@@ -25,9 +25,11 @@ class Rule:
     is_active: bool = True
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RequestContext:
-    """What the redirect knows about one request; empty strings mean "unknown"."""
+    """What the redirect knows about one request; empty strings mean "unknown". Not frozen: one
+    is built per redirect with rules, and a frozen dataclass's __init__ pays an
+    object.__setattr__ call per field; nothing changes it after it is built."""
 
     now: datetime  # aware, UTC
     visitor_id: str = ""
