@@ -147,3 +147,6 @@ CH_DAILY = "click_aggregates_daily"
 # Rollups of ClickHouse migration 000004 (the web app's analytics page, engine/analytics/queries.py).
 CH_COUNTS_HOURLY = "click_counts_hourly"
 CH_VISITOR_HOURS = "link_visitor_hours"
+# Rollups of ClickHouse migration 000005 (the A/B section and whole days of the page's breakdowns).
+CH_VARIANT_VISITOR_HOURS = "link_variant_visitor_hours"
+CH_COUNTS_DAILY = "click_counts_daily"

@@ -24,7 +24,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from clickhouse_connect.driver.client import Client
 
 from engine.errors import ValidationFailed
-from engine.naming import CH_CLICKS, CH_COUNTS_HOURLY, CH_VISITOR_HOURS
+from engine.naming import (
+    CH_CLICKS,
+    CH_COUNTS_DAILY,
+    CH_COUNTS_HOURLY,
+    CH_VARIANT_VISITOR_HOURS,
+    CH_VISITOR_HOURS,
+)
 from engine.records import parse_uuid
 
 INTERVALS = ("hour", "day")
@@ -309,15 +315,21 @@ HOUR = 3600
 _ROLLUP_HORIZON = timedelta(days=700)
 
 
+def _whole_hours(window: Window, now: datetime | None = None) -> bool:
+    """Both ends of `window` on whole UTC hours, inside the raw table's TTL: the rollups answer it."""
+    start, end = window.start.timestamp(), window.end.timestamp()
+    return not (start % HOUR or end % HOUR or window.start < (now or datetime.now(UTC)) - _ROLLUP_HORIZON)
+
+
 def rollup_buckets(window: Window, now: datetime | None = None) -> tuple[int, int, list[int]] | None:
     """(first hour, end hour, bucket of each hour) when the rollups of ClickHouse migration 000004
     answer `window` exactly: both ends on whole UTC hours and every hour of the window inside one
     bucket (the zone's offset is a whole number of hours at every hour start), inside the raw
     table's TTL. Hours count from the epoch; the bucket of hour `first + i` is `buckets[i]`, an index
     into `window.buckets()` from 1. None otherwise: the raw queries answer."""
-    start, end = window.start.timestamp(), window.end.timestamp()
-    if start % HOUR or end % HOUR or window.start < (now or datetime.now(UTC)) - _ROLLUP_HORIZON:
+    if not _whole_hours(window, now):
         return None
+    start, end = window.start.timestamp(), window.end.timestamp()
     labels = {label: i for i, label in enumerate(window.buckets(), start=1)}
     first, last = int(start) // HOUR, int(end) // HOUR
     buckets = []
@@ -384,13 +396,27 @@ def _rollup_overview(
         parameters=bind,
     ).result_rows
     bucket_visitors = {int(b): int(n) for b, n in visitors}
+    # The breakdowns' whole UTC days inside the window come from click_counts_daily (migration
+    # 000005, 24x fewer rows), the hours before the first and after the last whole day from
+    # click_counts_hourly, which also gives every hour's flags for the series and the traffic split.
+    # A window within one day has first_day >= end_day: all hourly, nothing daily.
+    first_day, end_day = -(-hours[0] // 24), hours[1] // 24
+    bind.update(dlo=first_day * 86400, dhi=end_day * 86400)
     rows = client.query(
-        f"""SELECT dimension, value,
-                   if(dimension = '_flags', {hour_bucket}, 0) AS b,
-                   sum(clicks)
-            FROM {CH_COUNTS_HOURLY}
-            WHERE workspace_id = {{ws:UUID}} AND link_id = {{link:UUID}}
-              AND hour >= toDateTime({{lo:UInt32}} * 3600, 'UTC') AND hour < toDateTime({{hi:UInt32}} * 3600, 'UTC')
+        f"""SELECT dimension, value, b, sum(clicks) FROM (
+                SELECT dimension, value, if(dimension = '_flags', {hour_bucket}, 0) AS b, clicks
+                FROM {CH_COUNTS_HOURLY}
+                WHERE workspace_id = {{ws:UUID}} AND link_id = {{link:UUID}}
+                  AND hour >= toDateTime({{lo:UInt32}} * 3600, 'UTC')
+                  AND hour < toDateTime({{hi:UInt32}} * 3600, 'UTC')
+                  AND (dimension = '_flags' OR hour < toDateTime({{dlo:UInt32}}, 'UTC')
+                       OR hour >= toDateTime({{dhi:UInt32}}, 'UTC'))
+                UNION ALL
+                SELECT dimension, value, 0 AS b, clicks
+                FROM {CH_COUNTS_DAILY}
+                WHERE workspace_id = {{ws:UUID}} AND link_id = {{link:UUID}}
+                  AND day >= toDate(toDateTime({{dlo:UInt32}}, 'UTC'))
+                  AND day < toDate(toDateTime({{dhi:UInt32}}, 'UTC')))
             GROUP BY dimension, value, b""",
         parameters=bind,
     ).result_rows
@@ -499,14 +525,27 @@ def link_clicks_page(client: Client, params: dict[str, Any]) -> dict[str, Any]:
 
 def link_ab_variants(client: Client, params: dict[str, Any]) -> dict[str, Any]:
     """Human clicks, unique visitors and returning visitors (two clicks or more in the window) per
-    A/B (rule, variant) of one link; engine.analytics.ab turns them into results."""
+    A/B (rule, variant) of one link; engine.analytics.ab turns them into results. A window of whole
+    UTC hours is read from the per-visitor rollup unless `rollups` is false (same figures)."""
     window = parse_window(params)
     where, bind = _scope(params, window, link_required=True)
+    per_visitor = f"""SELECT rule_id, variant, visitor_id, count() AS n
+                  FROM {CH_CLICKS} WHERE {where} AND {_HUMAN} AND variant != ''
+                  GROUP BY rule_id, variant, visitor_id"""
+    if params.get("rollups", True) and _whole_hours(window):
+        # link_variant_visitor_hours (migration 000005): each visitor's human clicks per UTC hour,
+        # summed over the window's hours; a visitor without clicks in the window is dropped.
+        bind.update(lo=int(window.start.timestamp()) // HOUR, hi=int(window.end.timestamp()) // HOUR)
+        per_visitor = f"""SELECT * FROM (
+                  SELECT rule_id, variant, visitor_id,
+                         arraySum(arrayFilter((c, h) -> h >= {{lo:UInt32}} AND h < {{hi:UInt32}},
+                                              hits.2, hits.1)) AS n
+                  FROM {CH_VARIANT_VISITOR_HOURS} FINAL
+                  WHERE workspace_id = {{ws:UUID}} AND link_id = {{link:UUID}})
+                  WHERE n > 0"""
     rows = client.query(
         f"""SELECT rule_id, variant, sum(n), countIf(visitor_id != ''), countIf(visitor_id != '' AND n >= 2)
-            FROM (SELECT rule_id, variant, visitor_id, count() AS n
-                  FROM {CH_CLICKS} WHERE {where} AND {_HUMAN} AND variant != ''
-                  GROUP BY rule_id, variant, visitor_id)
+            FROM ({per_visitor})
             GROUP BY rule_id, variant ORDER BY rule_id, variant""",
         parameters=bind,
     ).result_rows

@@ -21,17 +21,32 @@ from typing import Any
 import clickhouse_connect
 import pytest
 
-from engine.analytics.queries import _bucket_sql, analytics_overview, parse_window, rollup_buckets
+from engine.analytics.queries import (
+    _bucket_sql,
+    analytics_overview,
+    link_ab_variants,
+    parse_window,
+    rollup_buckets,
+)
 from engine.config import REPO_ROOT
 from engine.db.clickhouse_schema import apply_clickhouse_schema
-from engine.naming import CH_CLICKS, CH_COUNTS_HOURLY, CH_VISITOR_HOURS
+from engine.naming import (
+    CH_CLICKS,
+    CH_COUNTS_DAILY,
+    CH_COUNTS_HOURLY,
+    CH_VARIANT_VISITOR_HOURS,
+    CH_VISITOR_HOURS,
+)
 
 pytestmark = pytest.mark.integration
 
 COLUMNS = [
     "event_id", "clicked_at", "link_id", "workspace_id", "visitor_id", "is_bot", "is_preview",
     "country_code", "device_type", "browser", "os", "referer_domain", "city", "utm_source",
+    "rule_id", "variant",
 ]  # fmt: skip
+# A/B arms: no rule, two variants of one rule, one of another.
+ARMS = [("", ""), ("r1", "a"), ("r1", "b"), ("r2", "x")]
 WORKSPACE = str(uuid.uuid4())
 OTHER_WORKSPACE = str(uuid.uuid4())
 LINK, OTHER_LINK = str(uuid.uuid4()), str(uuid.uuid4())
@@ -53,7 +68,7 @@ def _rows(count: int, seed: int) -> list[list[Any]]:
             rnd.choice(["US", "DE", "FR", ""]), rnd.choice(["mobile", "desktop"]),
             rnd.choice(["Chrome", "Firefox", "Édge"]), rnd.choice(["iOS", "Linux"]),
             rnd.choice(["t.co", "", "news.example"]), rnd.choice(["Berlin", "Zürich", ""]),
-            rnd.choice(["mail", ""]),
+            rnd.choice(["mail", ""]), *rnd.choice(ARMS),
         ])  # fmt: skip
     return rows
 
@@ -89,6 +104,11 @@ def _assert_rollups_equal_raw(client: Any, limits: tuple[int, ...] = (2, 10)) ->
             rolled = analytics_overview(client, params)
             raw = analytics_overview(client, {**params, "rollups": False})
             assert rolled == raw, (window, limit)
+        # The A/B counts: clicks, visitors and returning visitors (2+ clicks in the window) per arm.
+        ab_params = {"tz": "UTC", **window, "workspace_id": WORKSPACE, "link_id": LINK}
+        ab = link_ab_variants(client, ab_params)
+        assert ab == link_ab_variants(client, {**ab_params, "rollups": False}), window
+        assert {(v["rule_id"], v["variant"]) for v in ab["variants"]} <= set(ARMS[1:])
     # The other link's clicks are in neither of this link's answers, and its own answers agree.
     params = {**_windows()[0], "workspace_id": OTHER_WORKSPACE, "link_id": OTHER_LINK}
     assert analytics_overview(client, params) == analytics_overview(client, {**params, "rollups": False})
@@ -116,7 +136,7 @@ def test_rollups_equal_the_raw_clicks(ch: Any, tmp_path: Path) -> None:
         shutil.copy(path, older)
     assert apply_clickhouse_schema(ch, older) == [1, 2, 3]
     ch.insert(CH_CLICKS, _rows(1500, seed=1), column_names=COLUMNS)
-    assert apply_clickhouse_schema(ch) == [4]
+    assert apply_clickhouse_schema(ch) == [4, 5]
     assert apply_clickhouse_schema(ch) == []
     # Later clicks through the materialized views, one part per insert, the same visitors again.
     for seed in (2, 3, 4):
@@ -132,9 +152,26 @@ def test_rollups_equal_the_raw_clicks(ch: Any, tmp_path: Path) -> None:
     assert report["unique_visitors"] == exact == len([v for v in VISITORS if v])
     assert report["clicks"] == ch.command(f"SELECT count() FROM {CH_CLICKS} WHERE link_id = '{LINK}'")
     _assert_rollups_equal_raw(ch)
+    # Returning visitors of an arm count each visitor's clicks in the window across inserts and
+    # hours: some come back, and not every visitor does in a short window.
+    full = link_ab_variants(ch, params)["variants"]
+    assert [(v["rule_id"], v["variant"]) for v in full] == [("r1", "a"), ("r1", "b"), ("r2", "x")]
+    assert all(v["unique_visitors"] >= v["returning_visitors"] > 0 for v in full)
+    assert sum(v["clicks"] for v in full) == ch.command(
+        f"SELECT count() FROM {CH_CLICKS} WHERE link_id = '{LINK}' AND variant != '' AND is_bot = 0 AND is_preview = 0"
+    )
+    short = {
+        "from": (START + 4 * timedelta(days=1)).isoformat(),
+        "to": (START + timedelta(days=4, hours=3)).isoformat(),
+    }
+    one = link_ab_variants(ch, {**short, "workspace_id": WORKSPACE, "link_id": LINK})
+    assert one == link_ab_variants(
+        ch, {**short, "workspace_id": WORKSPACE, "link_id": LINK, "rollups": False}
+    )
+    assert any(v["unique_visitors"] > v["returning_visitors"] for v in one["variants"]), one
 
     # Merged parts give the same answers.
-    for table in (CH_CLICKS, CH_COUNTS_HOURLY, CH_VISITOR_HOURS):
+    for table in (CH_CLICKS, CH_COUNTS_HOURLY, CH_VISITOR_HOURS, CH_COUNTS_DAILY, CH_VARIANT_VISITOR_HOURS):
         ch.command(f"OPTIMIZE TABLE {table} FINAL")
     _assert_rollups_equal_raw(ch, limits=(3,))
 

@@ -354,6 +354,10 @@ def test_clickhouse_apply_is_idempotent_and_drop_removes(ch: Any) -> None:
         "clicks_to_counts_hourly_mv",
         "link_visitor_hours",
         "clicks_to_visitor_hours_mv",
+        "link_variant_visitor_hours",
+        "clicks_to_variant_visitor_hours_mv",
+        "click_counts_daily",
+        "clicks_to_counts_daily_mv",
     }
     assert expected | {"schema_migrations"} == _tables_ch(ch)
     # Every EnrichedClick field is a column (ts as clicked_at), plus the materialised date/hour
@@ -372,7 +376,7 @@ def test_clickhouse_dedup_token_makes_retries_idempotent(ch: Any) -> None:
     apply_clickhouse_schema(ch)
     link, ws = str(uuid.uuid4()), str(uuid.uuid4())
     at = _day_start(-2) + timedelta(hours=10, minutes=30)
-    batch = [_click(link, ws, f"v{i}", at) for i in range(3)]
+    batch = [_click(link, ws, f"v{i}", at, rule_id="r", variant="a") for i in range(3)]
     for _ in range(2):  # the second insert is a retry of the same batch
         ch.insert(
             "clicks_analytics",
@@ -388,6 +392,11 @@ def test_clickhouse_dedup_token_makes_retries_idempotent(ch: Any) -> None:
     assert counts == [(3,)]
     hours = ch.query("SELECT count(), sum(length(hours)) FROM link_visitor_hours FINAL").result_rows
     assert hours == [(3, 3)]
+    # And those of 000005.
+    daily = ch.query("SELECT sum(clicks) FROM click_counts_daily WHERE dimension = 'country'").result_rows
+    assert daily == [(3,)]
+    arms = ch.query("SELECT count(), sum(arraySum(hits.2)) FROM link_variant_visitor_hours FINAL").result_rows
+    assert arms == [(3, 3)]
     ch.insert(
         "clicks_analytics",
         batch[:1],
