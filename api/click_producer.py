@@ -307,14 +307,7 @@ class RdKafkaClickEmitter:
             producer.poll(0)
             self._settle()
         if self.watch is not None and not self.degraded:
-            deadline = time.monotonic() + durable_within
-            while self.journal.held() and time.monotonic() < deadline:  # noqa: ASYNC110 - the watch task releases
-                await asyncio.sleep(0.05)
-            if self.journal.held():
-                log.warning(
-                    "click journal: %d segments not yet durable downstream at stop; the next start "
-                    "sends them again", self.journal.held(),
-                )  # fmt: skip
+            await self.watch.wait_durable(durable_within)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
