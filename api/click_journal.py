@@ -321,12 +321,15 @@ class ClickEmitter:
         self._inflight = 0
 
     def emit(self, click: RawClick) -> None:
-        line = click.dumps()
+        self.emit_line(click.dumps(), click.link_id.encode())
+
+    def emit_line(self, line: bytes, key: bytes) -> None:
+        """A click already serialized, keyed by its link id."""
         segment = self.journal.append(line)
         if self.degraded:
             CLICKS_SPOOLED.inc()
         else:
-            self.queue.put_nowait((segment, click.link_id.encode(), line))
+            self.queue.put_nowait((segment, key, line))
 
     async def start(self) -> None:
         self._tasks = [

@@ -48,6 +48,7 @@ class Emitter(Protocol):
     degraded: bool
 
     def emit(self, click: RawClick) -> None: ...
+    def emit_line(self, line: bytes, key: bytes) -> None: ...
     async def start(self) -> None: ...
     async def stop(self, within: float = 5.0) -> None: ...
     def depth(self) -> int: ...
@@ -112,14 +113,16 @@ class RdKafkaClickEmitter:
     # --- the hot path --------------------------------------------------------------------------
 
     def emit(self, click: RawClick) -> None:
-        line = click.dumps()
+        self.emit_line(click.dumps(), click.link_id.encode())
+
+    def emit_line(self, line: bytes, key: bytes) -> None:
+        """A click already serialized (`RawClick.dumps` or `engine.clicks.models.click_line`),
+        keyed by its link id."""
+        self._lines.append(line)
+        self._keys.append(key)
         if not self.grouping:
-            self._lines.append(line)
-            self._keys.append(click.link_id.encode())
             self.commit()
             return
-        self._lines.append(line)
-        self._keys.append(click.link_id.encode())
         if not self._scheduled and not self.commit_pending:
             self._scheduled = True
             loop = self._loop or asyncio.get_running_loop()

@@ -53,7 +53,7 @@ from api.metrics import HTTP_LATENCY, HTTP_METHODS, HTTP_REQUESTS, LINK_CACHE, R
 from api.redirect import _EVENT_IDS
 from api.state import EMITTER, RESOLVER, SETTINGS, VISITORS
 from engine.clicks.geo import EMPTY_GEO, GeoInfo
-from engine.clicks.models import RawClick
+from engine.clicks.models import click_line, click_prefix
 from engine.clicks.utm import extract_utm
 from engine.config import Settings
 from engine.links.access_cookies import ACCESS_COOKIE, verify_access
@@ -102,10 +102,17 @@ _REASONS = {301: b"Moved Permanently", 302: b"Found", 303: b"See Other", 307: b"
 _REQUEST_ID_PREFIX = REQUEST_ID_HEADER.encode() + b": "
 _KEEP_ALIVE_10 = b"Connection: keep-alive\r\n"
 _CLOSE = b"Connection: close\r\n"
-_BLOCKED: tuple[str, bytes] = ("", b"")  # Front._build: the destination is blocklisted
+# Front._build: the destination is blocklisted.
+_BLOCKED: tuple[str, bytes, dict[tuple[str, str], bytes]] = ("", b"", {})
+_NO_UTM: dict[str, str] = {}  # read, never changed
 _UNKNOWN = object()  # Front._hosts: not seen yet
 BUILT_CACHE_SIZE = 50_000  # cache entries (ResolvedLink objects) with pre-built answers
 PATH_CACHE_SIZE = 8192  # request paths (without the query) and request hosts remembered
+PREFIXES_PER_DESTINATION = 16  # click-line prefixes kept per (link, destination): by Host and method
+
+# A redirect's answer per destination: Location, status line with the fixed headers, and the
+# click-line prefixes by (Host, method).
+Built = tuple[str, bytes, dict[tuple[str, str], bytes]]
 
 # What a request turns into when the front cannot answer it from memory.
 ANSWERED, HANDOFF, SLOW = 0, 1, 2
@@ -144,8 +151,9 @@ class Front:
         self._red: dict[tuple[str, int], int] = {}
         # The turn's redirects (the common outcome) by (tier, method, status), counted in one step.
         self._redirects: dict[tuple[str, str, int], int] = {}
-        # Per cache entry (ResolvedLink, by identity): (Location, response head) per destination.
-        self._built: dict[int, tuple[ResolvedLink, dict[tuple[str, bytes], tuple[str, bytes] | None]]] = {}
+        # Per cache entry (ResolvedLink, by identity): per destination the Location, the response
+        # head and the click-line prefixes (by Host and method); and the link id as the Kafka key.
+        self._built: dict[int, tuple[ResolvedLink, dict[tuple[str, bytes], Built | None], bytes]] = {}
         # Request path → short code ("" = not a short-link path); Host header → (host, normalized).
         self._paths: dict[bytes, str] = {}
         self._hosts: dict[bytes, object] = {}
@@ -362,16 +370,14 @@ class Front:
             )
         # The link's answer for this destination, built once per cache entry: blocked or not, the
         # Location, and the status line with the fixed headers.
-        url = conn.url
-        has_query = b"?" in url
-        built = None
-        if not has_query:
-            entries = self._built
-            entry = entries.get(id(resolved))
-            if entry is None or entry[0] is not resolved:
-                if len(entries) >= BUILT_CACHE_SIZE:
-                    entries.clear()
-                entry = entries[id(resolved)] = (resolved, {})
+        entries = self._built
+        entry = entries.get(id(resolved))
+        if entry is None or entry[0] is not resolved:
+            if len(entries) >= BUILT_CACHE_SIZE:
+                entries.clear()
+            entry = entries[id(resolved)] = (resolved, {}, link.id.encode())
+        key = entry[2]  # the click's Kafka key
+        if b"?" not in conn.url:
             built = entry[1].get((target, conn.version_bytes))
             if built is None:
                 built = self._build(resolved, target, "", conn.version_bytes)
@@ -386,38 +392,50 @@ class Front:
             return ANSWERED
         if built is None:
             return HANDOFF  # non-ASCII or CR/LF in the Location: aiohttp's own rendering
-        location, head = built
+        location, head, prefixes = built
         self.ensure_flush()  # before emit: the emitter then leaves the commit to flush()
-        request_id = conn.rid or conn.request_id()
-        store_ip = settings.store_ip
-        # The RawClick of redirect.make_click, built here without its keyword-argument layers.
-        geo: GeoInfo = EMPTY_GEO if store_ip else self.geo.lookup(ip)
-        qr_code_id = scan_marker(query) if query else ""
-        self._emitter.emit(
-            RawClick(
-                event_id=_EVENT_IDS.next(),
-                ts=now,
-                link_id=link.id,
-                workspace_id=link.workspace_id,
-                domain=conn.host,
-                short_code=link.short_code,
-                destination=location,
-                rule_id=rule_id,
-                variant=variant,
-                kind="qr" if qr_code_id else "redirect",
-                method=conn.method,
-                ip=ip if store_ip else "",
-                user_agent=ua,
-                referer=referer,
-                accept_language=language,
-                visitor_id=visitor_id,
-                utm=extract_utm(query) if query else {},
-                qr_code_id=qr_code_id,
-                country_code=geo.country_code,
-                region=geo.region,
-                city=geo.city,
-                request_id=request_id,
+        event_id = _EVENT_IDS.next()
+        request_id = conn.rid
+        if not request_id:  # the caller's X-Request-ID when acceptable, else the click's event id
+            given = headers.get(b"x-request-id")
+            request_id = conn.rid = (
+                accept_request_id(given.decode("latin-1")) if given is not None else event_id
             )
+        # The click line: the fields fixed for this link, host, destination and method are
+        # serialized once per cache entry (engine.clicks.models.click_prefix).
+        host, method = conn.host, conn.method
+        prefix = prefixes.get((host, method))
+        if prefix is None:
+            if len(prefixes) >= PREFIXES_PER_DESTINATION:
+                prefixes.clear()  # Host spellings come from the network: keep a few
+            prefix = prefixes[(host, method)] = click_prefix(
+                link.id, link.workspace_id, host, link.short_code, location, method
+            )
+        store_ip = settings.store_ip
+        # Without the IP in the click the worker cannot locate it, so the front does it here.
+        geo: GeoInfo = EMPTY_GEO if store_ip else self.geo.lookup(ip)
+        qr_code_id = scan_marker(query) if query else ""  # a dynamic QR code's `?qr=` marker
+        self._emitter.emit_line(
+            click_line(
+                prefix,
+                event_id,
+                now,
+                rule_id,
+                variant,
+                "qr" if qr_code_id else "redirect",
+                ip if store_ip else "",
+                ua,
+                referer,
+                language,
+                visitor_id,
+                extract_utm(query) if query else _NO_UTM,
+                qr_code_id,
+                geo.country_code,
+                geo.region,
+                geo.city,
+                request_id,
+            ),
+            key,
         )
         cookie = b""
         if rule_id and variant and cookies.get(redirect.AB_COOKIE_PREFIX + rule_id) != variant:
@@ -445,16 +463,14 @@ class Front:
         )
         # count("redirect", …) in one step: the turn's counts by (tier, method, status).
         self.answered += 1
-        key = (tier, conn.method, link.redirect_type)
+        counted = (tier, method, link.redirect_type)
         redirects = self._redirects
-        redirects[key] = redirects.get(key, 0) + 1
+        redirects[counted] = redirects.get(counted, 0) + 1
         if self.access_log_sample:
             self._access_log(conn, link.redirect_type)
         return ANSWERED
 
-    def _build(
-        self, resolved: ResolvedLink, target: str, query_string: str, version: bytes
-    ) -> tuple[str, bytes] | None:
+    def _build(self, resolved: ResolvedLink, target: str, query_string: str, version: bytes) -> Built | None:
         """(Location, status line + Location + Cache-Control) of a redirect to `target`;
         _BLOCKED for a blocklisted destination; None when the front cannot write the Location."""
         if host_blocked(target, self.settings.blocked_hosts):
@@ -475,7 +491,7 @@ class Front:
                 b"\r\nCache-Control: private, no-store\r\n",
             )
         )
-        return location, head
+        return location, head, {}
 
     def page(self, conn: FrontProtocol, response: web.Response) -> int:
         """Any small aiohttp Response (a page or a 302) written as bytes; returns its status."""

@@ -159,15 +159,21 @@ def _check_links(base: str, codes: dict[str, str]) -> None:
             raise RuntimeError(f"{name} link answered {status} Location={location!r}")
 
 
-def _cpu_seconds(pids: list[int]) -> float:
-    total = 0
+def _cpu_split(pids: list[int]) -> tuple[float, float]:
+    """(user, system) CPU seconds of `pids` so far."""
+    user = system = 0
     for pid in pids:
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        total += int(fields[11]) + int(fields[12])  # utime + stime in clock ticks
-    return total / 100.0
+        user += int(fields[11])  # utime, clock ticks
+        system += int(fields[12])  # stime
+    return user / 100.0, system / 100.0
+
+
+def _cpu_seconds(pids: list[int]) -> float:
+    return sum(_cpu_split(pids))
 
 
 @dataclass
@@ -211,7 +217,7 @@ def _measure(targets: list[Target], args: argparse.Namespace) -> None:
             )
     for round_no in range(1, args.rounds + 1):
         for target in targets:
-            before = _cpu_seconds(target.pids)
+            user_before, sys_before = _cpu_split(target.pids)
             result = run_wrk(
                 target.name,
                 target.url,
@@ -220,13 +226,16 @@ def _measure(targets: list[Target], args: argparse.Namespace) -> None:
                 connections=args.connections,
                 cpus=args.wrk_cpus,
             )
-            cpu = _cpu_seconds(target.pids) - before
+            user_after, sys_after = _cpu_split(target.pids)
+            system = sys_after - sys_before
+            cpu = user_after - user_before + system
             target.runs.append(result)
             target.cpu += cpu
             console.print(
                 f"  round {round_no} {target.name:<30} {result.rps:>8,.0f} req/s  p50 {result.p50_ms:6.2f} ms"
                 f"  p99 {result.p99_ms:7.2f} ms  server {cpu / result.seconds:4.2f} cores"
-                f"  {1e6 * cpu / max(result.requests, 1):6.0f} µs CPU/req  errors {result.errors}",
+                f"  {1e6 * cpu / max(result.requests, 1):6.0f} µs CPU/req ({100 * system / max(cpu, 1e-9):2.0f}% system)"
+                f"  errors {result.errors}",
                 highlight=False,
             )
 

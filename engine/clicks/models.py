@@ -77,6 +77,80 @@ class RawClick(JsonRecord):
     request_id: str = ""
 
 
+# A RawClick's wire form in two parts, for the redirect front's hot path: the fields that are the
+# same for every click of one link, host, destination and method, serialized once per cache
+# entry (`click_prefix`), and the rest, serialized per click (`click_line`). The line parses to
+# exactly the RawClick with those fields (tests/unit/test_click_models.py); orjson serializing a
+# dict of the per-click fields costs ~0.8 µs where building the slotted dataclass and
+# serializing it cost ~4 µs.
+PREFIX_FIELDS = ("link_id", "workspace_id", "domain", "short_code", "destination", "method")
+
+
+def click_prefix(
+    link_id: str, workspace_id: str, domain: str, short_code: str, destination: str, method: str
+) -> bytes:
+    """`{"link_id":…,…,"method":…,` — the opening of every such click line."""
+    return (
+        orjson.dumps(
+            {
+                "link_id": link_id,
+                "workspace_id": workspace_id,
+                "domain": domain,
+                "short_code": short_code,
+                "destination": destination,
+                "method": method,
+            }
+        )[:-1]
+        + b","
+    )
+
+
+def click_line(
+    prefix: bytes,
+    event_id: str,
+    ts: float,
+    rule_id: str,
+    variant: str,
+    kind: str,
+    ip: str,
+    user_agent: str,
+    referer: str,
+    accept_language: str,
+    visitor_id: str,
+    utm: dict[str, str],
+    qr_code_id: str,
+    country_code: str,
+    region: str,
+    city: str,
+    request_id: str,
+) -> bytes:
+    """One RawClick's JSON line: `prefix` (click_prefix) and the per-click fields."""
+    return (
+        prefix
+        + orjson.dumps(
+            {
+                "event_id": event_id,
+                "ts": ts,
+                "rule_id": rule_id,
+                "variant": variant,
+                "kind": kind,
+                "ip": ip,
+                "user_agent": user_agent,
+                "referer": referer,
+                "accept_language": accept_language,
+                "visitor_id": visitor_id,
+                "utm": utm,
+                "qr_code_id": qr_code_id,
+                "bio_link_id": "",
+                "country_code": country_code,
+                "region": region,
+                "city": city,
+                "request_id": request_id,
+            }
+        )[1:]
+    )
+
+
 @dataclass(slots=True)
 class EnrichedClick(JsonRecord):
     """A raw click plus everything the worker derives; one row of ClickHouse clicks_analytics."""

@@ -86,16 +86,20 @@ async def consume_clicks(bootstrap: str, topic: str, expect: int, within: float 
 
 
 def record_clicks(h: ApiHarness) -> list[RawClick]:
-    """Every RawClick the api emits (still handed on to the real emitter)."""
+    """Every RawClick the api emits, read back from the line the emitter gets (still handed on
+    to the real emitter). Both the aiohttp route (`emit`) and the front (`emit_line`) end in
+    `emit_line`."""
     emitter = h.client.server.app[EMITTER]
     seen: list[RawClick] = []
-    original = emitter.emit
+    original = emitter.emit_line
 
-    def emit(click: RawClick) -> None:
+    def emit_line(line: bytes, key: bytes) -> None:
+        click = RawClick.loads(line)
+        assert key == click.link_id.encode()
         seen.append(click)
-        original(click)
+        original(line, key)
 
-    emitter.emit = emit  # type: ignore[method-assign]
+    emitter.emit_line = emit_line  # type: ignore[method-assign]
     return seen
 
 
