@@ -444,6 +444,10 @@ def _emit_click(visit: Visit, resolved: ResolvedLink, location: str, rule_id: st
     )
 
 
+_COUNTER_MASK = (1 << 64) - 1
+_COUNTER_PAD = 1 << 64
+
+
 class EventIds:
     """Click event ids: 32 hex characters, a random 64-bit prefix per process (drawn again in a
     forked child) and a counter. Unique like uuid4().hex without a getrandom() call per click."""
@@ -457,7 +461,9 @@ class EventIds:
         self._counter = itertools.count(int.from_bytes(os.urandom(4), "big"))
 
     def next(self) -> str:
-        return f"{self._prefix}{next(self._counter) & 0xFFFFFFFFFFFFFFFF:016x}"
+        # hex() of the counter with a 65th bit set, less "0x1": 16 digits, zero-padded, at a
+        # third of an f-string's `:016x` cost.
+        return self._prefix + hex(next(self._counter) & _COUNTER_MASK | _COUNTER_PAD)[3:]
 
 
 _EVENT_IDS = EventIds()

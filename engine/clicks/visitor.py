@@ -30,10 +30,13 @@ def daily_key(secret: str, day: date) -> bytes:
     return hmac.new(secret.encode(), _KEY_LABEL + day.isoformat().encode(), hashlib.sha256).digest()
 
 
-def _hash(key: bytes, ip: str, user_agent: str) -> str:
+def _data(ip: str, user_agent: str) -> bytes:
     # NUL cannot occur in an IP or an HTTP header value, so the join is unambiguous.
-    data = f"{ip}\x00{user_agent}".encode(errors="surrogatepass")
-    return hashlib.blake2b(data, key=key, digest_size=VISITOR_ID_BYTES).hexdigest()
+    return f"{ip}\x00{user_agent}".encode(errors="surrogatepass")
+
+
+def _hash(key: bytes, ip: str, user_agent: str) -> str:
+    return hashlib.blake2b(_data(ip, user_agent), key=key, digest_size=VISITOR_ID_BYTES).hexdigest()
 
 
 def visitor_id(ip: str, user_agent: str, secret: str, day: date) -> str:
@@ -47,8 +50,9 @@ class VisitorIdFactory:
     def __init__(self, secret: str) -> None:
         self._secret = secret
         self._keys: dict[date, bytes] = {}
-        # The current day's key and the timestamps it certainly covers (`at` skips utc_day).
-        self._today_key = b""
+        # The current day's keyed hash state (copied per id: the key block is compressed once a
+        # day, not once a click) and the timestamps it certainly covers (`at` skips utc_day).
+        self._today = hashlib.blake2b(digest_size=VISITOR_ID_BYTES)
         self._today_from = 0.0
         self._today_until = 0.0
 
@@ -67,8 +71,10 @@ class VisitorIdFactory:
         """The visitor id for a click at unix time `ts`."""
         if not self._today_from <= ts < self._today_until:
             day = utc_day(ts)
-            self._today_key = self._key(day)
+            self._today = hashlib.blake2b(key=self._key(day), digest_size=VISITOR_ID_BYTES)
             start = (day - _EPOCH).days * _DAY_SECONDS
             # Near midnight `ts` falls outside the range: the next call derives the day again.
             self._today_from, self._today_until = start + _DAY_MARGIN, start + _DAY_SECONDS - _DAY_MARGIN
-        return _hash(self._today_key, ip, user_agent)
+        state = self._today.copy()
+        state.update(_data(ip, user_agent))
+        return state.hexdigest()
