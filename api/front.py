@@ -394,7 +394,8 @@ class Front:
         if built is None:
             return HANDOFF  # non-ASCII or CR/LF in the Location: aiohttp's own rendering
         location, head, prefixes = built
-        self.ensure_flush()  # before emit: the emitter then leaves the commit to flush()
+        if not self._flush_scheduled:  # before emit: the emitter then leaves the commit to flush()
+            self.ensure_flush()
         event_id = _EVENT_IDS.next()
         request_id = conn.rid
         if not request_id:  # the caller's X-Request-ID when acceptable, else the click's event id
@@ -446,8 +447,11 @@ class Front:
             connection = _KEEP_ALIVE_10 if conn.http_10 else b""
         else:
             connection = _CLOSE
-        self.queue(
-            conn,
+        # queue(conn, …) inline; this turn's flush is scheduled already (above).
+        out = conn.out
+        if not out:
+            self._dirty.append(conn)
+        out.append(
             b"".join(
                 (
                     head,
@@ -460,7 +464,7 @@ class Front:
                     connection,
                     b"\r\n",
                 )
-            ),
+            )
         )
         # count("redirect", …) in one step: the turn's counts by (tier, method, status).
         self.answered += 1

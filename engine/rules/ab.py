@@ -24,10 +24,32 @@ BALANCE_TOLERANCE: Final = 0.02
 _HASH_SPACE: Final = 1 << 64
 
 
+_HASH_STATE: Final = hashlib.blake2b(digest_size=8)  # copied per hash: no keyword parsing per call
+# Per variants tuple (by identity, the tuple kept to check it): total weight and cumulative weights.
+_CUMULATIVE: dict[int, tuple[Sequence[Variant], int, list[int]]] = {}
+_CUMULATIVE_SIZE: Final = 4096
+
+
 def visitor_hash(rule_id: str, visitor_id: str) -> int:
     """A uniform 64-bit integer for (rule, visitor); the rule id keeps tests independent."""
-    key = f"{len(rule_id)}:{rule_id}:{visitor_id}".encode()
-    return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "big")
+    state = _HASH_STATE.copy()
+    state.update(f"{len(rule_id)}:{rule_id}:{visitor_id}".encode())
+    return int.from_bytes(state.digest(), "big")
+
+
+def _weights(variants: Sequence[Variant]) -> tuple[int, list[int]]:
+    """(total weight, cumulative weights) of a rule's variants, computed once per tuple (the
+    compiled rules keep theirs for as long as the link is cached)."""
+    cached = _CUMULATIVE.get(id(variants))
+    if cached is not None and cached[0] is variants:
+        return cached[1], cached[2]
+    cumulative = list(itertools.accumulate(variant.weight for variant in variants))
+    total = cumulative[-1] if cumulative else 0
+    if isinstance(variants, tuple):  # immutable: safe to remember
+        if len(_CUMULATIVE) >= _CUMULATIVE_SIZE:
+            _CUMULATIVE.clear()
+        _CUMULATIVE[id(variants)] = (variants, total, cumulative)
+    return total, cumulative
 
 
 def choose_variant(
@@ -46,14 +68,13 @@ def choose_variant(
         for variant in variants:
             if variant.id == assigned and variant.weight > 0:
                 return variant
-    total = sum(variant.weight for variant in variants)
+    total, cumulative = _weights(variants)
     if total <= 0:
         raise ValueError("variants need a positive total weight")
     point = visitor_hash(rule_id, visitor_id)
     shares = balanced_shares(variants, observed)
     if shares is None:
         # Exact integer arithmetic: the point lands in [0, total) on the cumulative weight line.
-        cumulative = list(itertools.accumulate(variant.weight for variant in variants))
         return variants[bisect.bisect_right(cumulative, (point * total) >> 64)]
     targets = [variant.weight / total for variant in variants]
     return variants[_remap(point / _HASH_SPACE, targets, shares)]

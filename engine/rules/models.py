@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, NamedTuple
 
 RuleType = Literal["device", "geo", "time", "referrer", "language", "ab_test"]
 RULE_TYPES: Final[tuple[RuleType, ...]] = ("device", "geo", "time", "referrer", "language", "ab_test")
@@ -44,9 +44,10 @@ class RequestContext:
     ab_assigned: Mapping[str, str] = field(default_factory=dict)  # rule id -> variant id (cookie)
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
-    """Where to send the visitor and why; `rule_id` is empty when the link's own URL won."""
+class Decision(NamedTuple):
+    """Where to send the visitor and why; `rule_id` is empty when the link's own URL won.
+    (A named tuple: one is built per redirect with rules, at a third of a frozen dataclass's
+    cost.)"""
 
     destination: str
     rule_id: str = ""
