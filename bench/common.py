@@ -288,6 +288,13 @@ def pin(pids: Iterable[int], cpus: str) -> None:
         subprocess.run(["taskset", "-a", "-p", "-c", cpus, str(pid)], capture_output=True, check=True)
 
 
+def renice(pid: int, niceness: int) -> None:
+    """Set the nice value of every thread of a process (Linux keeps it per thread)."""
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(ProcessLookupError):
+            os.setpriority(os.PRIO_PROCESS, int(task.name), niceness)
+
+
 def nginx_redirect(work: Path, port: int) -> ManagedProcess:
     """Debian's nginx (one worker, no access log) answering every path with `return 302`: the
     reference limit for a redirect server on this machine."""

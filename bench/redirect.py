@@ -50,6 +50,7 @@ from common import (
     py_spy_record,
     python,
     redis_namespace,
+    renice,
     run_wrk,
     start_process,
     tansu,
@@ -335,6 +336,11 @@ async def run(args: argparse.Namespace) -> None:
                 console.print(
                     f"pinned: servers to CPU {args.server_cpus}, wrk and tansu to CPU {args.wrk_cpus}"
                 )
+            if args.broker_nice:
+                # On a two-core machine the broker shares a core with wrk: niced, it takes wrk's idle
+                # time instead of delaying wrk's reads (latency the servers did not cause).
+                renice(broker.pid, args.broker_nice)
+                console.print(f"tansu runs at nice {args.broker_nice}")
             began, tansu_before = time.monotonic(), _cpu_seconds([broker.pid])
             one = [
                 Target("bare aiohttp 302", bare_url, [bare.pid]),
@@ -429,6 +435,12 @@ def main() -> None:
     )
     parser.add_argument(
         "--wrk-cpus", default="1", help="taskset CPU list for wrk (and tansu) ('' = no pinning)"
+    )
+    parser.add_argument(
+        "--broker-nice",
+        type=int,
+        default=10,
+        help="nice value of tansu's threads (0 = as started); it shares wrk's core",
     )
     parser.add_argument(
         "--workers", type=int, default=2, help="processes for the multi-process phase (1 skips it)"
