@@ -31,6 +31,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner, murmur2
@@ -94,6 +95,9 @@ class ClickJournal:
         # Segments left by a previous process: nothing in them is known to be acknowledged.
         self.recovered: list[int] = sorted(int(p.stem) for p in directory.glob("*.jsonl"))
         self._outstanding: dict[int, int] = dict.fromkeys(self.recovered, -1)  # -1: unknown, replay all
+        # Lines in each closed segment whose count is unknown (-1), counted once: a large backlog
+        # read again on every depth() stalled the event loop for as long as the read took.
+        self._line_counts: dict[int, int] = {}
         self._segment = (self.recovered[-1] + 1) if self.recovered else 1
         self._fd = self._open(self._segment)
         self._size = 0
@@ -222,6 +226,8 @@ class ClickJournal:
         return stale
 
     def _maybe_delete(self, segment: int) -> None:
+        if self._outstanding.get(segment, 0) >= 0:
+            self._line_counts.pop(segment, None)
         if segment != self._segment and self._outstanding.get(segment) == 0 and segment not in self._held:
             del self._outstanding[segment]
             with contextlib.suppress(FileNotFoundError):
@@ -241,8 +247,27 @@ class ClickJournal:
             return []
 
     def depth(self) -> int:
-        """Clicks not yet acknowledged (recovered segments counted by their lines)."""
-        return sum(n if n >= 0 else len(self.read(s)) for s, n in self._outstanding.items())
+        """Clicks not yet acknowledged (recovered segments counted by their lines, once)."""
+        total = 0
+        for segment, count in self._outstanding.items():
+            if count < 0:
+                known = self._line_counts.get(segment)
+                count = self._line_counts[segment] = len(self.read(segment)) if known is None else known
+            total += count
+        return total
+
+    def uncounted(self) -> list[int]:
+        """Closed segments of unknown size whose lines depth() has not counted yet."""
+        return [s for s, n in self._outstanding.items() if n < 0 and s not in self._line_counts]
+
+    def count_lines(self, segments: list[int]) -> dict[int, int]:
+        """Lines per segment, read from the files: safe in a thread (closed segments do not change)."""
+        return {segment: len(self.read(segment)) for segment in segments}
+
+    def remember_counts(self, counts: Mapping[int, int]) -> None:
+        for segment, count in counts.items():
+            if self._outstanding.get(segment, 0) < 0:
+                self._line_counts[segment] = count
 
     def held(self) -> int:
         """Segments acknowledged by the broker but not yet known durable downstream."""
@@ -265,6 +290,11 @@ class ClickJournal:
                 self._path(self._segment).unlink()
 
 
+def click_key(line: bytes) -> bytes:
+    """The Kafka key (link id) of a journaled click line."""
+    return str(orjson.loads(line)["link_id"]).encode()
+
+
 def open_journal(root: Path, slots: int = 64) -> ClickJournal:
     """The first free journal slot under `root`: api processes sharing a data dir (e.g.
     `linkrift api --workers N`) each own one, and a restarted process recovers a dead one's."""
@@ -282,6 +312,9 @@ async def fsync_forever(journal: ClickJournal, depth: Callable[[], int]) -> None
     while True:
         await asyncio.sleep(FSYNC_INTERVAL)
         await asyncio.to_thread(journal.sync)
+        uncounted = journal.uncounted()
+        if uncounted:  # a recovered backlog: its lines are counted off the loop, once
+            journal.remember_counts(await asyncio.to_thread(journal.count_lines, uncounted))
         SPOOL_DEPTH.set(depth())
 
 
@@ -411,12 +444,12 @@ class ClickEmitter:
                 self.degraded = False
                 return
             for segment in pending:
-                lines = self.journal.read(segment)
+                lines = await asyncio.to_thread(self.journal.read, segment)  # 8 MB: not on the loop
                 incarnation = self.journal.incarnation
                 offsets: dict[int, int] = {}
                 for start in range(0, len(lines), MAX_BATCH):
                     chunk = lines[start : start + MAX_BATCH]
-                    keys = [RawClick.loads(v).link_id.encode() for v in chunk]
+                    keys = [click_key(v) for v in chunk]
                     for partition, offset in (await self._send(producer, chunk, keys)).items():
                         offsets[partition] = max(offset, offsets.get(partition, -1))
                 self.journal.done(

@@ -375,7 +375,9 @@ async def run(args: argparse.Namespace) -> None:
                 old.stop()
             if args.workers > 1:
                 argv = [LINKRIFT, "api", "--port", str(api2_port), "--workers", str(args.workers)]
-                api2 = start_process("api2", argv, work, env)
+                # Its own data dir: the one-process api's click journal (no worker drains it in this
+                # bench) would otherwise be recovered and replayed by a child while it is measured.
+                api2 = start_process("api2", argv, work, {**env, "LINKRIFT_DATA_DIR": str(work / "data2")})
                 procs.append(api2)
                 bare_argv = [python(), "bench/bare_redirect_app.py", str(bare2_port), "--reuse-port"]
                 bares = [start_process(f"bare{i}", bare_argv, work) for i in range(args.workers)]
@@ -389,6 +391,9 @@ async def run(args: argparse.Namespace) -> None:
                 bare_pids = [b.pid for b in bares if b.pid is not None]
                 if args.server_cpus:
                     pin([broker.pid], "0-1")  # two servers use both cores: nothing is pinned here
+                if args.broker_nice:
+                    # Both cores busy with servers and wrk: niced, tansu would fall behind the clicks.
+                    renice(broker.pid, 0)
                 console.print(f"--workers {args.workers}: api parent {api2.pid}, children {api_children}")
                 cpu_before = {pid: _cpu_seconds([pid]) for pid in api_children}
                 many = [

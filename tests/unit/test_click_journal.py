@@ -60,3 +60,35 @@ def test_one_owner_per_directory_and_slots(tmp_path: Path) -> None:
     assert c.directory == a.directory
     b.close()
     c.close()
+
+
+def test_a_recovered_backlog_is_counted_once_and_off_the_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """depth() runs every second on the api's event loop: a recovered backlog must not be read
+    again each time (a large one stalled every redirect for as long as the read took)."""
+    import os
+
+    j = ClickJournal(tmp_path, segment_bytes=20)
+    first = j.append(b'{"n":1}')
+    j.append(b'{"n":2}')
+    j.append(b'{"n":3}')  # three lines of 8 bytes: the segment rotates after the third
+    second = j.append(b'{"n":4}')
+    j.sync()
+    os.close(j._lock_fd)
+    again = ClickJournal(tmp_path)
+    assert again.recovered == [first, second]
+    reads: list[int] = []
+    original = again.read
+    monkeypatch.setattr(again, "read", lambda s: reads.append(s) or original(s))
+    # What fsync_forever does: count in a thread (count_lines reads the files), remember on the loop.
+    assert again.uncounted() == [first, second]
+    again.remember_counts(again.count_lines(again.uncounted()))
+    assert reads == [first, second] and again.uncounted() == []
+    assert again.depth() == 4
+    assert again.depth() == 4
+    assert reads == [first, second]  # depth() read nothing
+    again.done(first)
+    assert again.depth() == 1
+    assert again.uncounted() == []
+    again.close()
