@@ -43,7 +43,7 @@ from engine.clicks.models import RawClick
 
 log = logging.getLogger(__name__)
 POLL_INTERVAL = 0.05
-LINGER_MS = 5
+LINGER_MS = 20  # bigger batches: tansu 0.10 -> 0.07 cores and fewer broker-thread wake-ups at ~30k clicks/s
 MESSAGE_TIMEOUT_MS = 10_000
 REPLAY_WAIT_SECONDS = 30.0
 REPLAY_SLICE = 200  # replayed clicks produced per event-loop turn (~0.5 ms)
