@@ -449,3 +449,14 @@ def test_invalid_rule_level_fields() -> None:
     assert invalid_field("geo", {"countries": ["US"]}, weight=-1) == "weight"
     assert invalid_field("geo", {"countries": ["US"]}, weight=True) == "weight"
     assert invalid_field("ab_test", AB, destination="not a url") == "destination_url"
+
+
+def test_request_context_field_order_is_what_the_redirect_passes() -> None:
+    """api.redirect.rule_decision builds RequestContext positionally (the hot path): a field
+    added or moved must be added or moved there too."""
+    from dataclasses import fields
+
+    assert [f.name for f in fields(RequestContext)] == [
+        "now", "visitor_id", "device_type", "os", "browser", "country", "region", "city",
+        "referer", "accept_language", "ab_assigned",
+    ]  # fmt: skip
