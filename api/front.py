@@ -403,8 +403,9 @@ class Front:
             request_id = conn.rid = (
                 accept_request_id(given.decode("latin-1")) if given is not None else event_id
             )
-        # The click line: the fields fixed for this link, host, destination and method are
-        # serialized once per cache entry (engine.clicks.models.click_prefix).
+        # The click line, as redirect.make_click builds it for the aiohttp route, except that the
+        # fields fixed for this link, host, destination and method are serialized once per cache
+        # entry (engine.clicks.models.click_prefix) and the rest inline (no call layer).
         host, method = conn.host, conn.method
         prefix = prefixes.get((host, method))
         if prefix is None:

@@ -2,7 +2,7 @@
 
 Walk of a click: the Host names the domain and the path the code (engine.links.cache resolves
 both) → the link's state (engine.links.admission) → its password (engine.links.access_cookies) → its
-rules (engine.rules) → the blocklist and max_clicks admission → answer → emit a RawClick
+rules (engine.rules) → the blocklist and max_clicks admission → answer → emit the click line
 (api.click_journal) → the worker (streams.agents.click_consumer). See docs/redirect.md.
 
 Also the front end's other pages: `/` (a custom domain's default_redirect_url, else a small
@@ -34,7 +34,7 @@ from api.ratelimit import LIMITER
 from api.state import EMITTER, KEYS, REDIS, RESOLVER, SETTINGS, VISITORS
 from engine.auth.passwords import MAX_PASSWORD_LENGTH, verify_password
 from engine.clicks.geo import EMPTY_GEO, GeoInfo, GeoResolver
-from engine.clicks.models import RawClick
+from engine.clicks.models import click_line, click_prefix
 from engine.clicks.useragent import parse_user_agent
 from engine.clicks.utm import extract_utm
 from engine.errors import ServiceUnavailable
@@ -423,7 +423,7 @@ def _cookie_path(code: str) -> str:
 def _emit_click(visit: Visit, resolved: ResolvedLink, location: str, rule_id: str, variant: str) -> None:
     app, request = visit.app, visit.request
     headers = request.headers
-    app[EMITTER].emit(
+    app[EMITTER].emit_line(
         make_click(
             app[GEO],
             store_ip=app[SETTINGS].store_ip,
@@ -442,7 +442,8 @@ def _emit_click(visit: Visit, resolved: ResolvedLink, location: str, rule_id: st
             rule_id=rule_id,
             variant=variant,
             request_id=REQUEST_ID.get(),
-        )
+        ),
+        resolved.link.id.encode(),
     )
 
 
@@ -489,35 +490,32 @@ def make_click(
     rule_id: str,
     variant: str,
     request_id: str,
-) -> RawClick:
-    """The RawClick of one redirect (the aiohttp route and the front build it here alike)."""
+) -> bytes:
+    """The click line of one redirect answered by the aiohttp route. The front builds the same
+    line with the same builder (engine.clicks.models.click_prefix/click_line), keeping the prefix
+    per cache entry; tests/integration/test_front_differential.py compares the two servers' clicks."""
     # Without the IP in the click the worker cannot locate it, so the api does it here.
     geo: GeoInfo = EMPTY_GEO if store_ip else geo_resolver.lookup(ip)
     # A dynamic QR code's `?qr=` marker: a scan, counted into scan_count by the worker.
     qr_code_id = scan_marker(query) if query else ""
-    return RawClick(
-        event_id=_EVENT_IDS.next(),
-        ts=now,
-        link_id=link.id,
-        workspace_id=link.workspace_id,
-        domain=host,
-        short_code=link.short_code,
-        destination=location,
-        rule_id=rule_id,
-        variant=variant,
-        kind="qr" if qr_code_id else "redirect",
-        method=method,
-        ip=ip if store_ip else "",
-        user_agent=user_agent,
-        referer=referer,
-        accept_language=accept_language,
-        visitor_id=visitor_id,
-        utm=extract_utm(query) if query else {},
-        qr_code_id=qr_code_id,
-        country_code=geo.country_code,
-        region=geo.region,
-        city=geo.city,
-        request_id=request_id,
+    return click_line(
+        click_prefix(link.id, link.workspace_id, host, link.short_code, location, method),
+        _EVENT_IDS.next(),
+        now,
+        rule_id,
+        variant,
+        "qr" if qr_code_id else "redirect",
+        ip if store_ip else "",
+        user_agent,
+        referer,
+        accept_language,
+        visitor_id,
+        extract_utm(query) if query else {},
+        qr_code_id,
+        geo.country_code,
+        geo.region,
+        geo.city,
+        request_id,
     )
 
 
