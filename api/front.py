@@ -82,19 +82,10 @@ MAX_CONNECTIONS = 10_000
 # Paths the front answers itself: one segment of short-code characters, one trailing slash.
 # Anything else (percent-escapes, dots, '@', several segments) is aiohttp's, with the same answer.
 _CODE_PATH = re.compile(rb"/([A-Za-z0-9_-]{1,50})/?")
-_BODY_HEADERS = frozenset((b"content-length", b"transfer-encoding"))
-_TRACKED = _BODY_HEADERS | frozenset(
-    (
-        b"host",
-        b"user-agent",
-        b"x-forwarded-for",
-        b"cookie",
-        b"referer",
-        b"accept-language",
-        b"expect",
-        b"upgrade",
-        b"x-request-id",
-    )
+# A request with one of these is aiohttp's (a body; Expect; Upgrade), whatever its path.
+_NOT_OURS = frozenset((b"content-length", b"transfer-encoding", b"expect", b"upgrade"))
+_TRACKED = _NOT_OURS | frozenset(
+    (b"host", b"user-agent", b"x-forwarded-for", b"cookie", b"referer", b"accept-language", b"x-request-id")
 )
 _NO_COOKIES: dict[str, str] = {}
 _REASONS = {301: b"Moved Permanently", 302: b"Found", 303: b"See Other", 307: b"Temporary Redirect",
@@ -106,7 +97,7 @@ _CLOSE = b"Connection: close\r\n"
 # Front._build: the destination is blocklisted.
 _BLOCKED: tuple[str, bytes, dict[tuple[str, str], bytes]] = ("", b"", {})
 _NO_UTM: dict[str, str] = {}  # read, never changed
-_UNKNOWN = object()  # Front._hosts: not seen yet
+_UNKNOWN_HOST = ("", "")  # Front._hosts: not seen yet (compared by identity)
 BUILT_CACHE_SIZE = 50_000  # cache entries (ResolvedLink objects) with pre-built answers
 PATH_CACHE_SIZE = 8192  # request paths (without the query) and request hosts remembered
 PREFIXES_PER_DESTINATION = 16  # click-line prefixes kept per (link, destination): by Host and method
@@ -157,7 +148,7 @@ class Front:
         self._built: dict[int, tuple[ResolvedLink, dict[tuple[str, bytes], Built | None], bytes]] = {}
         # Request path → short code ("" = not a short-link path); Host header → (host, normalized).
         self._paths: dict[bytes, str] = {}
-        self._hosts: dict[bytes, object] = {}
+        self._hosts: dict[bytes, tuple[str, str] | None] = {}
         self.trust_proxy_headers = self.settings.trust_proxy_headers
         self._red_children: dict[tuple[str, str], tuple[Any, Any]] = {}
         self._request_ids = redirect.EventIds()
@@ -529,13 +520,11 @@ class Front:
         if not code or (query and (b"#" in query or b"%00" in query)):
             return HANDOFF
         headers = conn.headers
-        if b"expect" in headers or b"upgrade" in headers:
-            return HANDOFF
         host_bytes = headers.get(b"host")
         if host_bytes is None:
             return HANDOFF
-        hosted = self._hosts.get(host_bytes, _UNKNOWN)
-        if hosted is _UNKNOWN:
+        hosted = self._hosts.get(host_bytes, _UNKNOWN_HOST)
+        if hosted is _UNKNOWN_HOST:
             hosted = _host_of(host_bytes)
             if len(host_bytes) <= 255:
                 if len(self._hosts) >= PATH_CACHE_SIZE:
@@ -543,7 +532,7 @@ class Front:
                 self._hosts[host_bytes] = hosted
         if hosted is None:
             return HANDOFF
-        host, normalized = cast(tuple[str, str], hosted)
+        host, normalized = hosted
         conn.host = host
         conn.code = code
         if normalized == self.default_host:
@@ -668,7 +657,8 @@ class FrontProtocol(asyncio.Protocol):
         self.headers: dict[bytes, bytes] = {}
         self.head_bytes = 0
         self.headers_done = False
-        self.body = False  # Content-Length or Transfer-Encoding: not the front's
+        self.body = False  # Content-Length, Transfer-Encoding, Expect or Upgrade: not the front's
+        self.long_head = False  # the head being parsed is longer than MAX_LINE
         self.keep_alive = True
         self.http_10 = False
         self.version_bytes = b"HTTP/1.1"
@@ -727,11 +717,12 @@ class FrontProtocol(asyncio.Protocol):
     # in process(), and a body is known from its headers (one Python call less per request each).
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        if len(name) + len(value) > MAX_LINE:
+        # A head no longer than MAX_LINE cannot hold a longer line: only longer ones are checked.
+        if self.long_head and len(name) + len(value) > MAX_LINE:
             self.error = (431, b"Request Header Fields Too Large")
         lower = name.lower()
         if lower in _TRACKED:
-            if lower in _BODY_HEADERS:
+            if lower in _NOT_OURS:
                 self.body = True
             else:
                 self.headers.setdefault(lower, value)  # the first one counts
@@ -762,6 +753,7 @@ class FrontProtocol(asyncio.Protocol):
             self.headers = {}
             self.headers_done = False
             self.body = False
+            self.long_head = head_end - pos > MAX_LINE
             try:
                 # The whole buffer when it is exactly one head (the usual case): no copy.
                 self.parser.feed_data(buf if pos == 0 and head_end == len(buf) else buf[pos:head_end])
@@ -790,7 +782,7 @@ class FrontProtocol(asyncio.Protocol):
                 self._reject(414, b"URI Too Long")
                 return
             if self.body or (method != b"GET" and method != b"HEAD"):
-                self._handoff(buf[pos:])  # a body, another method: aiohttp's
+                self._handoff(buf[pos:])  # a body, Expect, Upgrade, another method: aiohttp's
                 return
             self.url = url
             self.method = "GET" if method == b"GET" else "HEAD"

@@ -177,6 +177,8 @@ async def corpus(h: ApiHarness, pg: asyncpg.Connection, redis_client: Any) -> li
         {"path": "/plain", "method": "DELETE"},
         {"path": "/plain", "method": "GET", "data": "body", "headers": {"Content-Type": "text/plain"}},
         {"path": "/plain", "headers": {"Expect": "100-continue"}},
+        {"path": "/plain", "headers": {"Upgrade": "h2c"}},  # no `Connection: upgrade`: aiohttp's
+        {"path": "/plain", "headers": {"Content-Length": "0"}},
     ]
     # The worker's observed A/B split: variant a far ahead, so new visitors are steered to b.
     keys = h.client.server.app
