@@ -241,6 +241,11 @@ def _measure(targets: list[Target], args: argparse.Namespace) -> None:
             )
 
 
+def _per_core(target: Target) -> float:
+    """Requests per second of server CPU (all runs of the target)."""
+    return target.requests / target.cpu if target.cpu else float("nan")
+
+
 def _table(title: str, targets: list[Target]) -> Table:
     bare = targets[0]
     table = Table(title=title)
@@ -417,6 +422,23 @@ async def run(args: argparse.Namespace) -> None:
                     f"scaling x{args.workers}/x1 (median req/s): bare {many[0].rps / one[0].rps:.2f}, "
                     f"api plain {many[1].rps / by_name['api: plain link'].rps:.2f}, "
                     f"api rules {many[2].rps / by_name['api: link with 3 rules'].rps:.2f}"
+                )
+                # wrk and tansu share the machine's cores with the servers in this phase, so the
+                # servers get less than `workers` cores: req/s per server core says whether the
+                # processes keep their one-process efficiency (x workers = req/s on dedicated cores).
+                pairs = (
+                    ("bare", many[0], one[0]),
+                    ("api plain", many[1], by_name["api: plain link"]),
+                    ("api rules", many[2], by_name["api: link with 3 rules"]),
+                )
+                console.print(
+                    f"req/s per server CPU second x{args.workers}/x1 (x{args.workers} that, the scaling with a"
+                    " core per process): "
+                    + ", ".join(
+                        f"{name} {_per_core(multi) / _per_core(single):.2f}"
+                        f" ({args.workers * _per_core(multi) / _per_core(single):.2f})"
+                        for name, multi, single in pairs
+                    )
                 )
         finally:
             for proc in reversed(procs):
