@@ -26,6 +26,7 @@ import fcntl
 import functools
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -102,6 +103,10 @@ class ClickJournal:
         self._fd = self._open(self._segment)
         self._size = 0
         self._dirty = False
+        # Rotated segments' fds, fsynced and closed by sync() (which may run in a thread).
+        self._closing: list[int] = []
+        self._closing_lock = threading.Lock()
+        self._sync_lock = threading.Lock()
         # Per segment, the highest offset per (clicks.raw incarnation, partition) the broker gave
         # its acknowledged clicks: the segment stays until the click consumer group committed past
         # each (`release`). Segments acknowledged without offsets are not held.
@@ -145,9 +150,12 @@ class ClickJournal:
         return segment
 
     def rotate(self) -> int:
-        """Close the current segment and start a new one; return the closed segment."""
+        """Close the current segment and start a new one; return the closed segment. Its file is
+        fsynced and closed by the next sync() (off the event loop): closing it here left the
+        clicks of its last second without an fsync, and raced the fsync thread for the fd."""
         closed = self._segment
-        os.close(self._fd)
+        with self._closing_lock:
+            self._closing.append(self._fd)
         self._segment += 1
         self._fd = self._open(self._segment)
         self._size = 0
@@ -274,9 +282,18 @@ class ClickJournal:
         return len(self._held)
 
     def sync(self) -> None:
-        if self._dirty:
-            self._dirty = False
-            os.fsync(self._fd)
+        """fsync what was written (rotated segments first, then closed); called from a thread."""
+        with self._sync_lock:
+            with self._closing_lock:
+                closing, self._closing = self._closing, []
+            for fd in closing:
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+            if self._dirty:
+                self._dirty = False
+                os.fsync(self._fd)
 
     def close(self) -> None:
         self.sync()

@@ -92,3 +92,27 @@ def test_a_recovered_backlog_is_counted_once_and_off_the_loop(
     assert again.depth() == 1
     assert again.uncounted() == []
     again.close()
+
+
+def test_a_rotated_segment_is_fsynced_before_its_file_is_closed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rotation happens on the event loop; the segment's last writes still get an fsync, from the
+    next sync() (the fsync thread), which then closes the file."""
+    import os
+
+    synced: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd))[1])
+    j = ClickJournal(tmp_path, segment_bytes=10)
+    old_fd = j._fd
+    j.append(b'{"n":1}')
+    j.append(b'{"n":2}')  # over 10 bytes: rotated
+    assert j.current == 2
+    os.fstat(old_fd)  # still open: rotate() neither fsyncs nor closes on the loop
+    assert synced == []
+    j.sync()
+    assert old_fd in synced
+    with pytest.raises(OSError):
+        os.fstat(old_fd)  # closed once fsynced
+    j.close()
