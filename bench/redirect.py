@@ -9,7 +9,9 @@ end), a tansu broker and `linkrift api`; creates a plain link, a link with UTM p
 link with a device, a geo and an A/B rule; then measures requests/s, p50/p99 latency and server
 CPU per request for the bare handler and each link, in interleaved rounds (other load on the
 machine then hits every target alike), and again with `--workers 2` against two bare processes
-sharing a port. "CPU efficiency vs bare" (bare CPU µs per request / target CPU µs per request)
+sharing a port (there wrk and tansu share both cores with the servers, so it also prints req/s per
+server CPU second against one process). tansu runs at nice 10 in the one-process phase, where it
+shares wrk's core (`--broker-nice`). "CPU efficiency vs bare" (bare CPU µs per request / target CPU µs per request)
 is what the req/s ratio would be with a dedicated core per server; on a busy machine it is the
 steadier figure. `--profile` samples the api with py-spy during an extra run on the rules link and prints
 the hottest functions. The click emitter produces every click to tansu, as in production.
