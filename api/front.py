@@ -742,7 +742,7 @@ class FrontProtocol(asyncio.Protocol):
         while (
             not self.busy and not self.paused_writing and self.transport is not None and not self.close_after
         ):
-            end = buf.find(b"\r\n\r\n", pos)
+            end = buf.find(b"\r\n\r\n", pos) if pos else buf.find(b"\r\n\r\n")
             if end < 0:
                 break
             head_end = end + 4
@@ -803,6 +803,8 @@ class FrontProtocol(asyncio.Protocol):
                 return
             if not self.keep_alive:
                 self.close_after = True
+            if pos == len(buf):
+                break  # the usual case: the buffer was one request head
         self.buf = buf[pos:] if pos else buf
         if self.close_after:
             self.buf = b""
