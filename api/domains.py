@@ -48,7 +48,7 @@ def setup(app: web.Application) -> None:
 
 
 def routing_target(request: web.Request) -> RoutingTarget:
-    """Where a custom domain must point: the platform host (CNAME) and its A record, if set."""
+    """Where a custom domain must point: the platform host and the operator's A record, if set."""
     settings = request.app[SETTINGS]
     return RoutingTarget(normalize_host(settings.default_domain), settings.domain_a_record)
 

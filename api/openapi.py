@@ -174,8 +174,11 @@ RESPONSE_SCHEMAS: dict[str, dict[str, Any]] = {
         is_verified=BOOL,
         verification=_obj("type", "name"),
         routing={
-            **_array(_obj("type", "name", "value", type={"enum": ["CNAME", "A"]}, name=STR, value=STR)),
-            "description": "publish one: a CNAME to the platform's host, or (apex domains) an A record",
+            **_array(
+                _obj("type", "name", "value", type={"enum": ["CNAME", "A", "AAAA"]}, name=STR, value=STR)
+            ),
+            "description": "publish one: a CNAME to the platform's host, or (apex domains) an A record;"
+            " an A or AAAA record, never a CNAME, when the platform's host is an IP address",
         },
     ),
     "QrCode": _obj(

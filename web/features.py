@@ -35,13 +35,11 @@ routes = web.RouteTableDef()
 async def _domains_context(request: web.Request, ctx: Ctx, **extra: Any) -> dict[str, Any]:
     async with request.app[PG].acquire() as conn:
         rows = await domains_repo.list_domains(conn, ctx.principal.workspace_id)
-    platform = request.app[SETTINGS].default_domain.split(":")[0]
     domains = [r.to_json(api_domains.routing_target(request)) for r in rows]
     context = {
         "domains": domains,
         "domain_forms": {d["id"]: domain_form_of(d) for d in domains},
         "ssl_statuses": domains_service.SSL_STATUSES,
-        "platform_host": platform,
         "editing": None,
         "edit_errors": {},
         "saved": request.query.get("saved"),

@@ -6,6 +6,7 @@ LINKRIFT_DNS_NAMESERVER names (ip or ip:port; tests run a local responder this w
 
 from __future__ import annotations
 
+import ipaddress
 import secrets
 from dataclasses import dataclass
 from enum import StrEnum
@@ -128,16 +129,31 @@ class TxtVerifier:
 
 @dataclass(frozen=True, slots=True)
 class RoutingTarget:
-    """Where custom domains must point: the platform's host name (for a CNAME) and, when the
-    operator set one, its IPv4 address (for an A record: an apex domain cannot hold a CNAME)."""
+    """Where custom domains must point: the platform's host (a name, or an IP address in dev or on
+    a server without a name) and, when the operator set one, its IPv4 address (for an A record: an
+    apex domain cannot hold a CNAME)."""
 
     host: str
     ipv4: str | None = None
 
 
+def _ip_address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return None
+
+
 def routing_records(domain: str, target: RoutingTarget) -> list[dict[str, str]]:
-    """The DNS records that send `domain`'s traffic to LinkRift; publish one of them."""
-    records = [{"type": "CNAME", "name": domain, "value": target.host}]
-    if target.ipv4:
+    """The DNS records that send `domain`'s traffic to LinkRift; publish one of them.
+
+    A CNAME to the host when it is a name; when it is an IP address, a CNAME to it would be invalid
+    DNS, so its address record instead (A for IPv4, AAAA for IPv6)."""
+    address = _ip_address(target.host)
+    if address is None:
+        records = [{"type": "CNAME", "name": domain, "value": target.host}]
+    else:
+        records = [{"type": "A" if address.version == 4 else "AAAA", "name": domain, "value": str(address)}]
+    if target.ipv4 and all(record["value"] != target.ipv4 for record in records):
         records.append({"type": "A", "name": domain, "value": target.ipv4})
     return records

@@ -23,10 +23,23 @@ async def test_domain_shows_dns_instructions_and_status(page: Page, web_server: 
     await page.click("text=Add domain")
     card = page.locator("section.card", has_text="go.brandlinks.com")
     text = await card.inner_text()
-    assert "TXT" in text and "CNAME" in text and "Waiting for DNS" in text
+    assert "TXT" in text and "Waiting for DNS" in text
     assert "https://example.com/home" in text
     txt_value = await card.locator("td code").nth(1).inner_text()
     assert len(txt_value) > 10
+    # The platform's host here is 127.0.0.1: an A record to it, no CNAME (a CNAME to an IP is invalid).
+    rows = card.locator("table tbody tr")
+    cells = [[c.strip() for c in row.split("\t")] for row in await rows.all_inner_texts()]
+    assert [r[0] for r in cells] == ["TXT", "A"], cells
+    assert cells[1][1:3] == ["go.brandlinks.com", "127.0.0.1"]
+    assert "CNAME" not in text
+    # A host name (what production sets) gets today's CNAME and the apex A record's hint.
+    web_server.settings.default_domain = "lnk.example.org:8443"
+    await page.reload()
+    cells = [[c.strip() for c in row.split("\t")] for row in await rows.all_inner_texts()]
+    assert [r[0] for r in cells] == ["TXT", "CNAME", "A (apex domains, instead of CNAME)"], cells
+    assert cells[1][1:3] == ["go.brandlinks.com", "lnk.example.org"]
+    assert cells[2][2] == "The IP address of your LinkRift server"
 
 
 async def test_webhook_secret_once_test_event_log_and_redeliver(

@@ -1,14 +1,17 @@
 """Links in a real browser: create with options, rules (device and A/B, with the API's field
-error beside the field), the short link working from a phone, QR download, bulk delete, export."""
+error beside the field), the short link working from a phone, QR download, bulk delete, export,
+and the rules table readable at phone width."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import aiohttp
 import pytest
 from playwright.async_api import Page, expect
 
+from tests.web.axe import assert_accessible
 from tests.web.conftest import WebServer, create_link, sign_up
 
 pytestmark = pytest.mark.e2e
@@ -113,3 +116,55 @@ async def test_suspended_workspace_refuses_link_writes_but_lists_and_exports(
     await expect(page.locator("body")).to_contain_text("this workspace is suspended")
     await page.goto(web_server.url + "/app/links")
     await expect(page.locator("#link-rows tbody tr")).to_have_count(1)
+
+
+async def test_rules_table_fits_a_phone(page: Page, web_server: WebServer, screenshots: Path) -> None:
+    """At 390 px the rules table stacks into labelled rows: no sideways page scroll, no cell scrolled
+    out of view inside the table's wrapper; at desktop width it stays a table with its header row."""
+    await sign_up(page, web_server)
+    detail = await create_link(page, web_server, "https://example.com/phone", short_code="phone-rules")
+    await page.select_option("#r-rule_type", "device")
+    await page.check("#r-dev-mobile")
+    await page.fill("#r-os", "iOS, Android")
+    await page.fill(
+        "#r-destination_url", "https://m.example.com/a/rather/long/path/for/phones?utm_source=rules"
+    )
+    await page.click("text=Add rule")
+    await page.wait_for_url(re.compile(r".*#rules$"))
+    await page.select_option("#r-rule_type", "ab_test")
+    for i, (vid, weight) in enumerate((("spring-launch", "70"), ("control", "30"))):
+        await page.fill(f"input[name='variants[{i}].id']", vid)
+        await page.fill(f"input[name='variants[{i}].url']", f"https://docs.example.com/landing/{vid}")
+        await page.fill(f"input[name='variants[{i}].weight']", weight)
+    await page.fill("#r-priority", "5")
+    await page.click("text=Add rule")
+    await page.wait_for_url(re.compile(r".*#rules$"))
+    table = page.locator(".rules-table")
+    await expect(table.locator("tbody tr")).to_have_count(2)
+    assert await table.locator("thead").evaluate("e => getComputedStyle(e).display") == "table-header-group"
+
+    await page.set_viewport_size({"width": 390, "height": 844})
+    await page.goto(detail)
+    page_overflow = await page.evaluate(
+        "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+    )
+    assert page_overflow <= 0, f"the page scrolls sideways by {page_overflow}px"
+    wrap_overflow = await page.locator("#rules .table-wrap").evaluate("e => e.scrollWidth - e.clientWidth")
+    assert wrap_overflow <= 0, f"the rules table scrolls sideways by {wrap_overflow}px in its wrapper"
+    outside = await table.evaluate(
+        """t => [t, ...t.querySelectorAll('tr, td')]
+            .filter(e => { const r = e.getBoundingClientRect(); return r.left < 0 || r.right > window.innerWidth; })
+            .map(e => e.tagName + ':' + e.textContent.trim().slice(0, 30))"""
+    )
+    assert outside == [], f"cut off on the right: {outside}"
+    labels = (
+        await table.locator("tbody tr")
+        .first.locator("td[data-label]")
+        .evaluate_all("cells => cells.map(c => getComputedStyle(c, '::before').content)")
+    )
+    assert labels == ['"Type"', '"When"', '"Sends to"', '"Priority"', '"State"']
+    text = await table.inner_text()
+    assert "https://docs.example.com/landing/spring-launch" in text
+    assert "https://m.example.com/a/rather/long/path/for/phones?utm_source=rules" in text
+    await assert_accessible(page, include="#rules")
+    await page.locator("#rules").screenshot(path=str(screenshots / "rules-phone.png"))
