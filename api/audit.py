@@ -12,7 +12,7 @@ from api.auth import principal
 from api.http import list_response, parse_uuid
 from api.state import PG
 from engine.accounts.repository import Principal
-from engine.audit import AuditContext, AuditFilter, audit_values, list_audit_logs, write_audit
+from engine.audit import AuditContext, AuditFilter, list_audit_logs, write_audit
 from engine.auth.permissions import Action
 from engine.errors import ValidationFailed
 from engine.inputs import parse_datetime
@@ -30,7 +30,7 @@ async def audit(
     new: Mapping[str, object] | None = None,
 ) -> None:
     """One audit row for a change made by `who`, on the connection (and inside the transaction)
-    that made it; `new` holds the changed fields (engine.audit.audit_values)."""
+    that made it; `new` holds the changed fields (stored as engine.audit.audit_values makes them)."""
     await write_audit(
         conn,
         audit_context(request, who),
@@ -38,7 +38,7 @@ async def audit(
         action,
         resource_type,
         str(resource_id),
-        new=audit_values(new),
+        new=new,
     )
 
 

@@ -28,7 +28,8 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Coroutine, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -344,7 +345,12 @@ async def start_release(watch: DurabilityWatch | None) -> list[asyncio.Task[None
     return [asyncio.create_task(watch.run(), name="click-journal-release")]
 
 
-class ClickEmitter:
+class JournaledEmitter(ABC):
+    """What the two click emitters share (`ClickEmitter` on aiokafka, `api.click_producer.
+    RdKafkaClickEmitter` on librdkafka): the broker and topic, the journal every click is written
+    to first, the release watch on the click consumer group, the degraded flag, and the background
+    tasks' start and end. Each emitter has its own hot path (`emit_line`) and its own `_degrade`."""
+
     def __init__(
         self,
         bootstrap: str,
@@ -361,17 +367,61 @@ class ClickEmitter:
         # The click consumer group: with it, journal segments are kept until it committed past
         # them (DurabilityWatch); without it, until the broker acknowledged them.
         self.watch = DurabilityWatch(bootstrap, topic, group, journal, self._degrade) if group else None
-        # (journal segment, key, serialized click): a click is serialized once, on emit.
-        self.queue: asyncio.Queue[tuple[int, bytes, bytes]] = asyncio.Queue()
-        self.producer: AIOKafkaProducer | None = None
         # Recovered segments must reach the broker before anything new, so start degraded.
-        self.degraded = bool(self.journal.recovered)
+        self.degraded = bool(journal.recovered)
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
-        self._inflight = 0
 
     def emit(self, click: RawClick) -> None:
         self.emit_line(click.dumps(), click.link_id.encode())
+
+    @abstractmethod
+    def emit_line(self, line: bytes, key: bytes) -> None:
+        """Journal a click already serialized (`RawClick.dumps` or
+        `engine.clicks.models.click_line`), keyed by its link id, and send it on."""
+
+    @abstractmethod
+    def _degrade(self) -> None:
+        """Stop sending: every click is in the journal, and the replay sends it in order."""
+
+    async def _start_tasks(self, sender: Coroutine[Any, Any, None], name: str) -> None:
+        """The sender task, the journal's fsync task and, with a consumer group, the release watch."""
+        self._tasks = [
+            asyncio.create_task(sender, name=name),
+            asyncio.create_task(fsync_forever(self.journal, self.depth), name="click-journal-fsync"),
+            *await start_release(self.watch),
+        ]
+
+    async def _end_tasks(self, durable_within: float) -> None:
+        """At stop, once the sender handed over what it could: wait (with a consumer group) up to
+        `durable_within` for the worker to make it durable, then end the background tasks."""
+        if self.watch is not None and not self.degraded:
+            await self.watch.wait_durable(durable_within)
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def depth(self) -> int:
+        return self.journal.depth()
+
+
+class ClickEmitter(JournaledEmitter):
+    def __init__(
+        self,
+        bootstrap: str,
+        topic: str,
+        journal: ClickJournal,
+        *,
+        idempotence: bool = False,
+        group: str | None = None,
+    ) -> None:
+        super().__init__(bootstrap, topic, journal, idempotence=idempotence, group=group)
+        # (journal segment, key, serialized click): a click is serialized once, on emit.
+        self.queue: asyncio.Queue[tuple[int, bytes, bytes]] = asyncio.Queue()
+        self.producer: AIOKafkaProducer | None = None
+        self._inflight = 0
 
     def emit_line(self, line: bytes, key: bytes) -> None:
         """A click already serialized, keyed by its link id."""
@@ -382,11 +432,7 @@ class ClickEmitter:
             self.queue.put_nowait((segment, key, line))
 
     async def start(self) -> None:
-        self._tasks = [
-            asyncio.create_task(self._run(), name="click-emitter"),
-            asyncio.create_task(fsync_forever(self.journal, self.depth), name="click-journal-fsync"),
-            *await start_release(self.watch),
-        ]
+        await self._start_tasks(self._run(), "click-emitter")
 
     async def _connect(self) -> AIOKafkaProducer:
         while True:
@@ -531,19 +577,10 @@ class ClickEmitter:
             if time.monotonic() > deadline:
                 break
             await asyncio.sleep(0.01)
-        if self.watch is not None and not self.degraded:
-            await self.watch.wait_durable(durable_within)
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._end_tasks(durable_within)
         if self.producer is not None:
             await self.producer.stop()
         self.journal.close()
-
-    def depth(self) -> int:
-        return self.journal.depth()
 
 
 # How often the api asks the broker what the click consumer group has committed.

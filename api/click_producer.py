@@ -1,7 +1,8 @@
 """The api's click producer on librdkafka (confluent-kafka), beside the aiokafka `ClickEmitter`.
 
 Same contract as `api.click_journal.ClickEmitter` (emit, start, stop, depth, degraded; the journal is the
-durable record and is written before a click is produced), with two differences:
+durable record and is written before a click is produced; both subclass `api.click_journal.JournaledEmitter`),
+with two differences:
 
 - **Group write per event-loop turn.** With `grouping` on (the front sets it), `emit` only adds
   the click to the turn's group; `commit()` — called by the front at the end of the turn, before
@@ -33,10 +34,8 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 from api.click_journal import (
     MAX_BATCH,
     ClickJournal,
-    DurabilityWatch,
+    JournaledEmitter,
     click_key,
-    fsync_forever,
-    start_release,
 )
 from api.metrics import CLICKS_PRODUCED, CLICKS_REPLAYED, CLICKS_SPOOLED
 from engine.clicks.models import RawClick
@@ -86,7 +85,7 @@ class _Acks:
             self.failed += 1
 
 
-class RdKafkaClickEmitter:
+class RdKafkaClickEmitter(JournaledEmitter):
     def __init__(
         self,
         bootstrap: str,
@@ -96,16 +95,8 @@ class RdKafkaClickEmitter:
         idempotence: bool = False,
         group: str | None = None,
     ) -> None:
-        self.bootstrap = bootstrap
-        # The click consumer group: with it, journal segments are kept until it committed past
-        # them (api.click_journal.DurabilityWatch); without it, until the broker acknowledged them.
-        self.watch = DurabilityWatch(bootstrap, topic, group, journal, self._degrade) if group else None
-        self.topic = topic
-        self.journal = journal
-        self.idempotence = idempotence
+        super().__init__(bootstrap, topic, journal, idempotence=idempotence, group=group)
         self.grouping = False
-        # Recovered segments must reach the broker before anything new, so start degraded.
-        self.degraded = bool(journal.recovered)
         self.producer: Producer | None = None
         self._lines: list[bytes] = []
         self._keys: list[bytes] = []
@@ -115,13 +106,8 @@ class RdKafkaClickEmitter:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._acks: dict[int, _Acks] = {}
         self._brokers_down = False
-        self._tasks: list[asyncio.Task[None]] = []
-        self._stopping = False
 
     # --- the hot path --------------------------------------------------------------------------
-
-    def emit(self, click: RawClick) -> None:
-        self.emit_line(click.dumps(), click.link_id.encode())
 
     def emit_line(self, line: bytes, key: bytes) -> None:
         """A click already serialized (`RawClick.dumps` or `engine.clicks.models.click_line`),
@@ -226,11 +212,7 @@ class RdKafkaClickEmitter:
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self.producer = self._make_producer()
-        self._tasks = [
-            asyncio.create_task(self._run(), name="click-producer"),
-            asyncio.create_task(fsync_forever(self.journal, self.depth), name="click-journal-fsync"),
-            *await start_release(self.watch),
-        ]
+        await self._start_tasks(self._run(), "click-producer")
 
     async def _run(self) -> None:
         producer = self.producer
@@ -319,19 +301,10 @@ class RdKafkaClickEmitter:
                 await asyncio.sleep(0.01)
             producer.poll(0)
             self._settle()
-        if self.watch is not None and not self.degraded:
-            await self.watch.wait_durable(durable_within)
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._end_tasks(durable_within)
         if producer is not None:
             with contextlib.suppress(KafkaException, NotImplementedError):
                 producer.purge(in_queue=True, in_flight=True, blocking=False)
             producer.poll(0)
             self.producer = None
         self.journal.close()
-
-    def depth(self) -> int:
-        return self.journal.depth()

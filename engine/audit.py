@@ -47,13 +47,14 @@ async def write_audit(
     resource_type: str,
     resource_id: str | None = None,
     *,
-    old: dict[str, Any] | None = None,
-    new: dict[str, Any] | None = None,
+    old: Mapping[str, object] | None = None,
+    new: Mapping[str, object] | None = None,
     metadata: dict[str, Any] | None = None,
 ) -> None:
     """Append one audit row. Call it inside the transaction of the change it records.
 
-    jsonb values are passed as Python objects (the pool's jsonb codec encodes them).
+    `old` and `new` are stored as `audit_values` makes them; jsonb values are passed as Python
+    objects (the pool's jsonb codec encodes them).
     """
     meta = dict(metadata or {})
     if ctx.api_key_id:
@@ -67,8 +68,8 @@ async def write_audit(
         action,
         resource_type,
         resource_id,
-        old,
-        new,
+        audit_values(old),
+        audit_values(new),
         meta or None,
         _valid_ip(ctx.ip),
         (ctx.user_agent or "")[:1000] or None,
@@ -77,7 +78,7 @@ async def write_audit(
 
 def audit_values(values: Mapping[str, object] | None) -> dict[str, object] | None:
     """Changed fields as an audit row stores them: datetimes and UUIDs as strings, binary values
-    as their size."""
+    as their size. Idempotent: what it returns holds none of those types."""
     return None if values is None else {k: _plain(v) for k, v in values.items()}
 
 

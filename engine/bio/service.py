@@ -11,7 +11,7 @@ from typing import Any
 
 import asyncpg
 
-from engine.audit import AuditContext, audit_values, write_audit
+from engine.audit import AuditContext, write_audit
 from engine.bio import repository
 from engine.bio.validation import validate_window
 from engine.errors import Forbidden, ValidationFailed
@@ -20,18 +20,6 @@ from engine.records import record_to_json
 
 def page_json(row: Mapping[str, Any], base_url: str) -> dict[str, Any]:
     return {**record_to_json(row), "url": f"{base_url.rstrip('/')}/@{row['slug']}"}
-
-
-async def _audit(
-    conn: asyncpg.Connection,
-    ctx: AuditContext,
-    workspace_id: str,
-    action: str,
-    resource_type: str,
-    resource_id: object,
-    new: Mapping[str, object] | None = None,
-) -> None:
-    await write_audit(conn, ctx, workspace_id, action, resource_type, str(resource_id), new=audit_values(new))
 
 
 async def _check_theme(conn: asyncpg.Connection, workspace_id: str, theme_id: object) -> None:
@@ -48,7 +36,7 @@ async def create_page(
     async with conn.transaction():
         await _check_theme(conn, workspace_id, fields.get("theme_id"))
         row = await repository.insert_page(conn, workspace_id, fields)
-        await _audit(conn, ctx, workspace_id, "bio_page.created", "bio_page", row["id"], fields)
+        await write_audit(conn, ctx, workspace_id, "bio_page.created", "bio_page", str(row["id"]), new=fields)
     return row
 
 
@@ -66,7 +54,7 @@ async def update_page(
         if changes:
             await repository.update_page(conn, workspace_id, page_id, changes)
         row = await repository.get_page(conn, workspace_id, page_id)
-        await _audit(conn, ctx, workspace_id, "bio_page.updated", "bio_page", page_id, changes)
+        await write_audit(conn, ctx, workspace_id, "bio_page.updated", "bio_page", page_id, new=changes)
     return row
 
 
@@ -74,7 +62,7 @@ async def delete_page(conn: asyncpg.Connection, ctx: AuditContext, workspace_id:
     """Soft delete (the slug can be taken again)."""
     async with conn.transaction():
         await repository.delete_page(conn, workspace_id, page_id)
-        await _audit(conn, ctx, workspace_id, "bio_page.deleted", "bio_page", page_id)
+        await write_audit(conn, ctx, workspace_id, "bio_page.deleted", "bio_page", page_id)
 
 
 # Buttons ---------------------------------------------------------------------------------------
@@ -95,9 +83,10 @@ async def create_link(
     async with conn.transaction():
         await repository.get_page(conn, workspace_id, page_id)
         row = await repository.insert_link(conn, page_id, fields)
-        await _audit(
-            conn, ctx, workspace_id, "bio_link.created", "bio_link", row["id"], {"page_id": page_id, **fields}
-        )
+        await write_audit(
+            conn, ctx, workspace_id, "bio_link.created", "bio_link", str(row["id"]),
+            new={"page_id": page_id, **fields},
+        )  # fmt: skip
     return row
 
 
@@ -118,7 +107,7 @@ async def update_link(
             changes.get("visible_until", current["visible_until"]),
         )
         row = await repository.update_link(conn, link_id, changes) if changes else current
-        await _audit(conn, ctx, workspace_id, "bio_link.updated", "bio_link", link_id, changes)
+        await write_audit(conn, ctx, workspace_id, "bio_link.updated", "bio_link", link_id, new=changes)
     return row
 
 
@@ -128,7 +117,7 @@ async def delete_link(
     async with conn.transaction():
         await repository.get_page(conn, workspace_id, page_id)
         await repository.delete_link(conn, page_id, link_id)
-        await _audit(conn, ctx, workspace_id, "bio_link.deleted", "bio_link", link_id)
+        await write_audit(conn, ctx, workspace_id, "bio_link.deleted", "bio_link", link_id)
 
 
 async def reorder_links(
@@ -141,14 +130,14 @@ async def reorder_links(
             raise ValidationFailed("link_ids must list every link of the page exactly once", field="link_ids")
         await repository.set_positions(conn, page_id, link_ids)
         rows = await repository.list_links(conn, page_id)
-        await _audit(
+        await write_audit(
             conn,
             ctx,
             workspace_id,
             "bio_page.links_reordered",
             "bio_page",
             page_id,
-            {"link_ids": list(link_ids)},
+            new={"link_ids": list(link_ids)},
         )
     return rows
 
@@ -168,7 +157,9 @@ async def create_theme(
 ) -> asyncpg.Record:
     async with conn.transaction():
         row = await repository.insert_theme(conn, workspace_id, fields)
-        await _audit(conn, ctx, workspace_id, "bio_theme.created", "bio_theme", row["id"], fields)
+        await write_audit(
+            conn, ctx, workspace_id, "bio_theme.created", "bio_theme", str(row["id"]), new=fields
+        )
     return row
 
 
@@ -184,7 +175,7 @@ async def update_theme(
         if changes:
             await repository.update_theme(conn, theme_id, changes)
         row = await repository.get_theme(conn, workspace_id, theme_id)
-        await _audit(conn, ctx, workspace_id, "bio_theme.updated", "bio_theme", theme_id, changes)
+        await write_audit(conn, ctx, workspace_id, "bio_theme.updated", "bio_theme", theme_id, new=changes)
     return row
 
 
@@ -192,4 +183,4 @@ async def delete_theme(conn: asyncpg.Connection, ctx: AuditContext, workspace_id
     async with conn.transaction():
         await _own_theme(conn, workspace_id, theme_id)
         await repository.delete_theme(conn, theme_id)
-        await _audit(conn, ctx, workspace_id, "bio_theme.deleted", "bio_theme", theme_id)
+        await write_audit(conn, ctx, workspace_id, "bio_theme.deleted", "bio_theme", theme_id)

@@ -10,7 +10,7 @@ from typing import Any
 
 import asyncpg
 
-from engine.audit import AuditContext, audit_values, write_audit
+from engine.audit import AuditContext, write_audit
 from engine.errors import ValidationFailed
 from engine.links.repository import get_link
 from engine.qr import repository
@@ -65,7 +65,7 @@ async def create_qr(
         row = await repository.get_qr(conn, qr_id, workspace_id=workspace_id)
         await write_audit(
             conn, ctx, workspace_id, "qr_code.created", "qr_code", str(row["id"]),
-            new=audit_values({"link_id": link_id, **fields}),
+            new={"link_id": link_id, **fields},
         )  # fmt: skip
     return row
 
@@ -86,9 +86,7 @@ async def update_qr(
         if changes:
             await repository.update_qr(conn, qr_id, changes)
         row = await repository.get_qr(conn, qr_id, workspace_id=workspace_id, link_id=link_id)
-        await write_audit(
-            conn, ctx, workspace_id, "qr_code.updated", "qr_code", qr_id, new=audit_values(changes)
-        )
+        await write_audit(conn, ctx, workspace_id, "qr_code.updated", "qr_code", qr_id, new=changes)
     return row
 
 

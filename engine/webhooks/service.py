@@ -13,7 +13,7 @@ from typing import Any
 
 import asyncpg
 
-from engine.audit import AuditContext, audit_values, write_audit
+from engine.audit import AuditContext, write_audit
 from engine.auth.crypto import SecretBox
 from engine.auth.webhook_signing import generate_webhook_secret
 from engine.webhooks import repository
@@ -73,7 +73,7 @@ async def create_webhook(
         row = await repository.insert_webhook(conn, workspace_id, url, box.encrypt(secret), events)
         await write_audit(
             conn, ctx, workspace_id, "webhook.created", "webhook", str(row["id"]),
-            new=audit_values({"url": url, "events": events}),
+            new={"url": url, "events": events},
         )  # fmt: skip
     return row, secret
 
@@ -96,9 +96,7 @@ async def update_webhook(
         )
         changes = {"url": url, "events": events, "is_active": is_active}
         changed = {k: v for k, v in changes.items() if v is not None}
-        await write_audit(
-            conn, ctx, workspace_id, "webhook.updated", "webhook", webhook_id, new=audit_values(changed)
-        )
+        await write_audit(conn, ctx, workspace_id, "webhook.updated", "webhook", webhook_id, new=changed)
     return row
 
 
