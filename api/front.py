@@ -388,12 +388,7 @@ class Front:
         if not self._flush_scheduled:  # before emit: the emitter then leaves the commit to flush()
             self.ensure_flush()
         event_id = _EVENT_IDS.next()
-        request_id = conn.rid
-        if not request_id:  # the caller's X-Request-ID when acceptable, else the click's event id
-            given = headers.get(b"x-request-id")
-            request_id = conn.rid = (
-                accept_request_id(given.decode("latin-1")) if given is not None else event_id
-            )
+        request_id = conn.rid or conn.request_id(event_id)
         # The click line, as redirect.make_click builds it for the aiohttp route, except that the
         # fields fixed for this link, host, destination and method are serialized once per cache
         # entry (engine.clicks.models.click_prefix) and the rest inline (no call layer).
@@ -838,16 +833,17 @@ class FrontProtocol(asyncio.Protocol):
         if self.buf and not self.paused_writing:
             self.process()
 
-    def request_id(self) -> str:
-        """The caller's X-Request-ID when acceptable, else a new one (once per request)."""
+    def request_id(self, fresh: str = "") -> str:
+        """The caller's X-Request-ID when acceptable, else `fresh` (a redirect passes its click's
+        event id) or a new one; decided once per request."""
         rid = self.rid
         if not rid:
             given = self.headers.get(b"x-request-id")
-            rid = self.rid = (
-                accept_request_id(given.decode("latin-1"))
-                if given is not None
-                else self.front._request_ids.next()
-            )
+            if given is not None:
+                rid = accept_request_id(given.decode("latin-1"))
+            else:
+                rid = fresh or self.front._request_ids.next()
+            self.rid = rid
         return rid
 
     def request_id_header(self) -> bytes:

@@ -80,7 +80,7 @@ class RawClick(JsonRecord):
 # A RawClick's wire form in two parts, for the redirect front's hot path: the fields that are the
 # same for every click of one link, host, destination and method, serialized once per cache
 # entry (`click_prefix`), and the rest, serialized per click (`click_line`). The line parses to
-# exactly the RawClick with those fields (tests/unit/test_click_models.py); orjson serializing a
+# exactly the RawClick with those fields (tests/unit/test_click_line.py); orjson serializing a
 # dict of the per-click fields costs ~0.8 µs where building the slotted dataclass and
 # serializing it cost ~4 µs.
 PREFIX_FIELDS = ("link_id", "workspace_id", "domain", "short_code", "destination", "method")
